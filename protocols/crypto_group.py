@@ -38,7 +38,7 @@ RandomBytes = Callable[[int], bytes]
 RandomSource = Union[RandomBytes, np.random.Generator, None]
 
 
-def _random_bytes_fn(rng: RandomSource) -> RandomBytes:
+def as_random_bytes(rng: RandomSource) -> RandomBytes:
     """``None`` -> the OS CSPRNG (protocol secrets); a numpy Generator or a callable -> seeded runs."""
     if rng is None:
         return os.urandom
@@ -76,7 +76,7 @@ class Scalar:
         ``Callable[[int], bytes]``) for a reproducible run. Zero is redrawn by default because
         a zero blinding key would map every point to the identity.
         """
-        draw = _random_bytes_fn(rng)
+        draw = as_random_bytes(rng)
         while True:
             s = cls(_nb.crypto_core_ed25519_scalar_reduce(draw(64)))
             if not nonzero or s.data != _ZERO:
@@ -291,7 +291,8 @@ def _measure(op: Callable[[bytes, bytes], object], n: int) -> float:
 
 
 __all__ = [
-    "L", "POINT_BYTES", "SCALAR_BYTES", "Scalar", "Point", "BASE", "base_mul", "hash_to_group",
+    "L", "POINT_BYTES", "SCALAR_BYTES", "RandomSource", "as_random_bytes", "Scalar", "Point", "BASE",
+    "base_mul", "hash_to_group",
     "hash_many", "hash_many_bytes", "mul_many", "mul_many_bytes", "measure_scalar_mult",
     "measure_base_mult", "measure_hash_to_group",
 ]
