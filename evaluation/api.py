@@ -1,0 +1,59 @@
+"""The Python API the notebooks use: the same objects the CLI uses.
+
+>>> from e2eebench.evaluation.api import quick_config, run
+>>> result = run(quick_config(schemes=["server-side", "on-device-list"]), db=":memory:")
+>>> result.summary()          # one row per scheme
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import pandas as pd
+
+from e2eebench.evaluation.config import builtin_config, load_config
+from e2eebench.evaluation.metrics import measure
+from e2eebench.evaluation.runner import RunConfig, RunData, SchemeRun, run_comparison
+from e2eebench.evaluation.store import ResultStore
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    config: RunConfig
+    data: RunData
+    runs: list[SchemeRun]
+    measurements: pd.DataFrame
+
+    def summary(self) -> pd.DataFrame:
+        from e2eebench.evaluation.output import summary_wide
+        return summary_wide(self.measurements)
+
+    def metric(self, scheme: str, metric: str, **slice_) -> float | None:
+        import json
+        d = self.measurements
+        d = d[(d.scheme == scheme) & (d.metric == metric)]
+        for _, r in d.iterrows():
+            p = json.loads(r["params"])
+            if all(p.get(k) == v for k, v in slice_.items()) and (slice_ or p.get("slice", "all") == "all"):
+                return None if pd.isna(r["value"]) else float(r["value"])
+        raise KeyError(f"no {metric} for {scheme}")
+
+
+def quick_config(**overrides) -> RunConfig:
+    from e2eebench.protocols.registry import SCHEMES
+    cfg = load_config(builtin_config("quick"))
+    if not cfg.schemes:
+        cfg.schemes = list(SCHEMES)
+    return replace(cfg, **overrides)
+
+
+def run(config: RunConfig, db: str = "e2eebench.duckdb",
+        progress: Callable[[str, int, int], None] | None = None, command: str = "run") -> RunResult:
+    """Run the comparison, measure it, store it (one transaction) and return everything."""
+    data, runs = run_comparison(config, progress)
+    ms = [m for r in runs for m in measure(r, data)]
+    with ResultStore(db) as store:
+        run_id = store.write_run(ms, command=command, config=config.to_dict(), seed=config.seed)
+        df = store.measurements(run_id)
+    return RunResult(run_id, config, data, runs, df)

@@ -1,0 +1,114 @@
+"""Printing results: one table, four formats (table, json, md, csv), same numbers in each."""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pandas as pd
+
+FORMATS = ("table", "json", "md", "csv")
+
+SUMMARY_METRICS = ["recall", "fpr", "precision", "client_ms", "server_ms", "bytes_up", "bytes_down",
+                   "rounds", "device_storage_bytes", "setup_s", "hash_visible_to_provider", "verdict_to"]
+
+
+def _num(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    if hasattr(v, "item"):
+        v = v.item()
+    return v
+
+
+def fmt_value(v: Any, unit: str | None = None) -> str:
+    v = _num(v)
+    if v is None:
+        return "n/a"
+    if unit == "bool":
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+            return f"{v:.3g}"
+        return f"{v:.4g}" if unit == "rate" else f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
+    return str(v)
+
+
+def cell(row: pd.Series) -> str:
+    if row.get("text") is not None and (row.get("value") is None or pd.isna(row.get("value"))):
+        return str(row["text"])
+    s = fmt_value(row["value"], row.get("unit"))
+    lo, hi = _num(row.get("ci_low")), _num(row.get("ci_high"))
+    if lo is not None and hi is not None:
+        s += f" [{fmt_value(lo, row.get('unit'))}, {fmt_value(hi, row.get('unit'))}]"
+    if row.get("unit") in ("rate",):
+        s += f" n={int(row['n'])}"
+    return s
+
+
+def overall_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """One measurement per scheme and metric: the unsliced one (recall over all transforms)."""
+    def is_overall(p: str) -> bool:
+        d = json.loads(p) if isinstance(p, str) else (p or {})
+        return d.get("slice", "all") == "all"
+    return df[df["params"].map(is_overall)]
+
+
+def summary_wide(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
+    metrics = metrics or SUMMARY_METRICS
+    d = overall_rows(df)
+    d = d[d["metric"].isin(metrics)]
+    rows = []
+    for scheme, g in d.groupby("scheme", sort=False):
+        r = {"scheme": scheme}
+        for _, m in g.iterrows():
+            r[m["metric"]] = cell(m)
+        rows.append(r)
+    out = pd.DataFrame(rows)
+    cols = ["scheme"] + [m for m in metrics if m in out.columns]
+    return out[cols] if not out.empty else out
+
+
+def summary_json(df: pd.DataFrame, metrics: list[str] | None = None) -> list[dict]:
+    metrics = metrics or SUMMARY_METRICS
+    d = overall_rows(df)
+    d = d[d["metric"].isin(metrics)]
+    out = []
+    for scheme, g in d.groupby("scheme", sort=False):
+        r: dict[str, Any] = {"scheme": scheme}
+        for _, m in g.iterrows():
+            r[m["metric"]] = {"value": _num(m["value"]), "ci_low": _num(m["ci_low"]), "ci_high": _num(m["ci_high"]),
+                              "unit": m["unit"], "n": int(m["n"]), "label": m["label"]}
+            if m.get("text") is not None:
+                r[m["metric"]]["text"] = m["text"]
+        out.append(r)
+    return out
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    esc = lambda x: str(x).replace("|", "\\|")
+    lines = ["| " + " | ".join(map(esc, cols)) + " |", "|" + "|".join(" --- " for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(esc("" if pd.isna(r[c]) else r[c]) if not isinstance(r[c], (list, dict)) else esc(r[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def render(df: pd.DataFrame, fmt: str, title: str | None = None, records: Any = None) -> str | None:
+    """Return the text for json/md/csv; print a Rich table for 'table' and return None."""
+    if fmt == "json":
+        return json.dumps(records if records is not None else json.loads(df.to_json(orient="records")),
+                          indent=2, default=str)
+    if fmt == "md":
+        return (f"### {title}\n\n" if title else "") + to_markdown(df)
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title=title, show_lines=False)
+    for c in df.columns:
+        t.add_column(str(c), overflow="fold")
+    for _, r in df.iterrows():
+        t.add_row(*["" if (not isinstance(r[c], (list, dict)) and pd.isna(r[c])) else str(r[c]) for c in df.columns])
+    Console(width=max(160, Console().width)).print(t)
+    return None

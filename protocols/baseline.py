@@ -1,0 +1,68 @@
+"""``server-side``: the non-E2EE baseline. The provider reads every image and matches it.
+
+Messages travel under transport encryption to the provider (same ratchet as the E2EE
+session, but the provider holds the key), which decrypts, hashes the image, scans the
+known list and re-encrypts the message to the recipient. It is the reference point for
+effectiveness and the worst case for privacy: the provider learns every image and hash.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from e2eebench.clientside.hashing import hamming
+from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
+from e2eebench.protocols.errors import InputError, MalformedMessage
+from e2eebench.protocols.framework import Prepared, Scheme, register
+from e2eebench.server.database import KnownHashDatabase
+
+
+def decode_image(data: bytes) -> Image.Image:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return im.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise MalformedMessage(f"image in message body does not decode ({e.__class__.__name__})") from None
+
+
+@register
+class ServerSide(Scheme):
+    name = "server-side"
+    family = "baseline"
+    eu_category = "baseline"
+    parties = (DEVICE, PROVIDER, RECIPIENT)
+    verdict_to = "provider"
+    trust = "provider (sees all content; no end-to-end encryption)"
+    matching = "fuzzy"
+    e2ee = False
+    description = "Provider decrypts the transport layer, hashes every image and scans the list"
+
+    def provider_setup(self, db: KnownHashDatabase, ctx: MessageContext) -> tuple[Any, bytes]:
+        return {"hashes": db.hashes_for(self.hasher.name), "ids": db.ids}, b""
+
+    def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:
+        if bundle:
+            raise MalformedMessage("server-side ships no device bundle")
+        return None
+
+    def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
+        return Prepared(b"")
+
+    def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
+        if payload:
+            raise MalformedMessage("server-side expects no detection payload")
+        if body is None or not body.image:
+            return
+        image = decode_image(body.image)
+        ctx.learn(PROVIDER, "image", body.image)
+        h = self.hasher.hash(image)
+        ctx.learn(PROVIDER, "hash", h.tobytes())
+        d = hamming(state["hashes"], h) if len(state["hashes"]) else np.array([], int)
+        hit = bool(len(d) and d.min() <= self.threshold)
+        ctx.verdict(PROVIDER, hit)
+        if hit:
+            ctx.learn(PROVIDER, "report", {"entry": state["ids"][int(d.argmin())], "distance": int(d.min())})

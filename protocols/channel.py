@@ -1,0 +1,171 @@
+"""The wire between parties, the ledger of what each party saw, and per-party CPU clocks.
+
+Every value that crosses from one party to another goes through :meth:`Channel.send`
+as ``bytes``; the channel records sender, receiver, label and size, so bytes up/down
+and rounds are counted from what actually crossed, never estimated.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+DEVICE = "device"          # the sending device
+RECIPIENT = "recipient"    # the receiving device
+PROVIDER = "provider"      # the messaging provider (relay, matching, report queue)
+THIRD_PARTY = "third-party"  # e.g. a hotline / EU Centre holding a key
+SECOND_SERVER = "second-server"  # a non-colluding second server (MPC)
+PARTIES = (DEVICE, RECIPIENT, PROVIDER, THIRD_PARTY, SECOND_SERVER)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One flight of bytes: who sent what to whom, how big, in which exchange."""
+
+    seq: int
+    sender: str
+    receiver: str
+    label: str
+    size: int
+    message_id: str | None
+    flight: int
+
+
+@dataclass(frozen=True)
+class Learned:
+    """One value a party could decrypt or compute (a hash, a verdict, a report, ...)."""
+
+    party: str
+    kind: str
+    value: Any
+    message_id: str | None = None
+
+
+class Ledger:
+    """What each party received (the bytes) and what it learned.
+
+    Leakage metrics read this: a canary scan looks for plaintext and benign hashes in
+    the provider's received bytes, and the declared ``learned`` entries say what a
+    party was able to compute.
+    """
+
+    def __init__(self, keep_bytes: bool = True):
+        self.keep_bytes = keep_bytes
+        self.received: dict[str, list[tuple[Transfer, bytes]]] = defaultdict(list)
+        self.learned: list[Learned] = []
+
+    def record_receipt(self, transfer: Transfer, data: bytes) -> None:
+        self.received[transfer.receiver].append((transfer, data if self.keep_bytes else b""))
+
+    def learn(self, party: str, kind: str, value: Any, message_id: str | None = None) -> None:
+        if party not in PARTIES:
+            raise ValueError(f"unknown party {party!r}")
+        self.learned.append(Learned(party, kind, value, message_id))
+
+    def learned_by(self, party: str, kind: str | None = None) -> list[Learned]:
+        return [x for x in self.learned if x.party == party and (kind is None or x.kind == kind)]
+
+    def received_bytes(self, party: str) -> Iterator[bytes]:
+        for _, data in self.received.get(party, []):
+            yield data
+
+
+class Channel:
+    """Carries bytes only, and keeps the record of every transfer."""
+
+    def __init__(self, ledger: Ledger | None = None):
+        self.ledger = ledger if ledger is not None else Ledger()
+        self.transfers: list[Transfer] = []
+        self._scope: str | None = None
+        self._flight = 0
+        self._last_direction: tuple[str, str] | None = None
+
+    @contextmanager
+    def exchange(self, message_id: str | None) -> Iterator[None]:
+        """Group the transfers of one message (or one setup) to count its flights."""
+        prev = (self._scope, self._flight, self._last_direction)
+        self._scope, self._flight, self._last_direction = message_id, 0, None
+        try:
+            yield
+        finally:
+            self._scope, self._flight, self._last_direction = prev
+
+    def send(self, sender: str, receiver: str, label: str, data: bytes) -> bytes:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"channel carries bytes only, got {type(data).__name__} for {label!r}")
+        if sender == receiver:
+            raise ValueError("a party does not send to itself")
+        data = bytes(data)
+        direction = (sender, receiver)
+        if direction != self._last_direction:
+            self._flight += 1
+            self._last_direction = direction
+        t = Transfer(len(self.transfers), sender, receiver, label, len(data), self._scope, self._flight)
+        self.transfers.append(t)
+        self.ledger.record_receipt(t, data)
+        return data
+
+    def for_message(self, message_id: str) -> list[Transfer]:
+        return [t for t in self.transfers if t.message_id == message_id]
+
+
+class PartyClock:
+    """CPU time per party: entering one party's role pauses the enclosing party's clock."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = defaultdict(float)
+        self._stack: list[tuple[str, float]] = []
+
+    @contextmanager
+    def role(self, party: str) -> Iterator[None]:
+        now = time.process_time()
+        if self._stack:
+            outer, started = self._stack[-1]
+            self.totals[outer] += now - started
+        self._stack.append((party, now))
+        try:
+            yield
+        finally:
+            end = time.process_time()
+            p, started = self._stack.pop()
+            self.totals[p] += end - started
+            if self._stack:
+                outer, _ = self._stack[-1]
+                self._stack[-1] = (outer, end)
+
+    def snapshot(self) -> dict[str, float]:
+        return dict(self.totals)
+
+
+@dataclass
+class MessageContext:
+    """What a scheme's roles get for one message: the wire, the ledger, the clocks, a seeded rng."""
+
+    message_id: str
+    account: str
+    channel: Channel
+    clock: PartyClock
+    rng: Any  # numpy.random.Generator
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.channel.ledger
+
+    def send(self, sender: str, receiver: str, label: str, data: bytes) -> bytes:
+        return self.channel.send(sender, receiver, label, data)
+
+    def learn(self, party: str, kind: str, value: Any, message_id: str | None = None) -> None:
+        self.ledger.learn(party, kind, value, message_id or self.message_id)
+
+    def verdict(self, party: str, match: bool, message_id: str | None = None) -> None:
+        """Record that ``party`` learned whether this message matched the list."""
+        self.learn(party, "verdict", bool(match), message_id)
+
+    def role(self, party: str):
+        return self.clock.role(party)
+
+    def random_bytes(self, n: int) -> bytes:
+        return self.rng.bytes(n)

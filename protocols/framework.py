@@ -1,0 +1,173 @@
+"""The scheme plugin interface: class-level metadata, a self-validating registry.
+
+A scheme is a stateless class (its parameters fixed at construction) whose methods are
+the roles of its protocol. Parties hold their own state objects, built only from bytes
+that reached them through the :class:`~e2eebench.protocols.channel.Channel`:
+
+setup     ``provider_setup(db, ctx) -> (provider_state, bundle_bytes)``; the host sends
+          the bundle to every device, which runs ``device_load(bundle, account, ctx)``.
+message   ``device_prepare(device_state, image, ctx) -> Prepared`` (the detection
+          payload that rides in the E2EE envelope, or a refusal to send), then on the
+          provider ``provider_receive(provider_state, payload, ctx, body)``; ``body`` is
+          the decrypted message only for schemes without end-to-end encryption.
+period    ``provider_finalize(provider_state, ctx)`` at the end of the run (threshold
+          schemes release verdicts there).
+
+Every role records what its party learned through ``ctx.learn`` / ``ctx.verdict``;
+leakage metrics read those records and also test them against the raw bytes.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from PIL import Image
+
+from e2eebench.clientside.hashing import Hasher, hamming
+from e2eebench.protocols.channel import DEVICE, PARTIES, PROVIDER, MessageContext
+from e2eebench.protocols.errors import ConfigError, UnknownNameError
+from e2eebench.server.database import KnownHashDatabase
+
+FAMILIES = ("baseline", "on-device", "hash-upload", "psi", "he", "mpc", "modelled")
+EU_CATEGORIES = {
+    "baseline": "baseline (no E2EE)",
+    "device": "device-related",
+    "server": "server-related",
+    "encryption": "encryption-related",
+}
+MATCHING = ("fuzzy", "exact", "approximate", "chunked")
+ACTIONS = ("report", "block", "warn")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A scheme parameter: name, default, type and the values it may take."""
+
+    name: str
+    default: Any
+    help: str
+    choices: tuple | None = None
+    type: type | None = None
+
+    def coerce(self, value: Any) -> Any:
+        t = self.type or type(self.default)
+        try:
+            if t is bool and isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                value = value.lower() in ("true", "1", "yes")
+            else:
+                value = t(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"parameter {self.name!r} must be {t.__name__}, got {value!r}") from None
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"parameter {self.name!r} must be one of {', '.join(map(str, self.choices))}, got {value!r}")
+        return value
+
+
+@dataclass
+class Prepared:
+    """What the device decided for one image: the payload to attach, or not to send at all."""
+
+    payload: bytes = b""
+    send: bool = True
+    notice: str | None = None  # what the user was told (action "warn" / "block")
+
+
+class Scheme(ABC):
+    name: ClassVar[str]
+    family: ClassVar[str]
+    eu_category: ClassVar[str]
+    parties: ClassVar[tuple[str, ...]]
+    verdict_to: ClassVar[str]
+    trust: ClassVar[str]
+    matching: ClassVar[str]
+    description: ClassVar[str]
+    e2ee: ClassVar[bool] = True
+    modelled: ClassVar[bool] = False
+    params: ClassVar[tuple[Param, ...]] = ()
+    max_list_quick: ClassVar[int | None] = None  # list size cap in the quick profile (HE)
+
+    def __init__(self, hasher: Hasher, threshold: int | None = None, **params: Any):
+        self.hasher = hasher
+        self.threshold = hasher.default_threshold if threshold is None else int(threshold)
+        if not 0 <= self.threshold <= hasher.bits:
+            raise ConfigError(f"threshold {self.threshold} outside 0..{hasher.bits} for {hasher.name}")
+        known = {p.name: p for p in self.params}
+        for k in params:
+            if k not in known:
+                raise ConfigError(f"scheme {self.name!r} has no parameter {k!r}"
+                                  + (f" (has: {', '.join(known)})" if known else ""))
+        self.p: dict[str, Any] = {n: (p.coerce(params[n]) if n in params else p.default)
+                                  for n, p in known.items()}
+
+    # -- metadata helpers ----------------------------------------------------------------
+    @property
+    def detector(self) -> str:
+        """The party whose positive verdict counts as a detection."""
+        return PROVIDER
+
+    def describe_params(self) -> dict[str, Any]:
+        return {"hasher": self.hasher.name, "threshold": self.threshold, **self.p}
+
+    def plaintext_match(self, db: KnownHashDatabase, h: np.ndarray) -> bool:
+        """The reference verdict a scheme claiming ``fuzzy`` or ``exact`` matching must equal."""
+        hs = db.hashes_for(self.hasher.name)
+        if len(hs) == 0:
+            return False
+        d = hamming(hs, h)
+        return bool((d == 0).any()) if self.matching == "exact" else bool((d <= self.threshold).any())
+
+    # -- roles ---------------------------------------------------------------------------
+    @abstractmethod
+    def provider_setup(self, db: KnownHashDatabase, ctx: MessageContext) -> tuple[Any, bytes]:
+        """Build the provider's state and the device bundle (bytes every device downloads)."""
+
+    @abstractmethod
+    def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:
+        """Parse the bundle on a device; malformed bundles raise MalformedMessage."""
+
+    @abstractmethod
+    def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
+        """Device role for one image message."""
+
+    @abstractmethod
+    def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext,
+                         body: Any | None = None) -> None:
+        """Provider role for one message's detection payload."""
+
+    def provider_finalize(self, state: Any, ctx: MessageContext) -> None:
+        """End-of-period step (e.g. threshold reconstruction); default: nothing."""
+
+
+SCHEMES: dict[str, type[Scheme]] = {}
+_REQUIRED = ("name", "family", "eu_category", "parties", "verdict_to", "trust", "matching",
+             "description")
+
+
+def register(cls: type[Scheme]) -> type[Scheme]:
+    """Class decorator: validate a scheme's metadata and add it to the registry."""
+    for attr in _REQUIRED:
+        if not hasattr(cls, attr):
+            raise TypeError(f"scheme {cls.__name__} lacks class attribute {attr!r}")
+    if cls.family not in FAMILIES:
+        raise TypeError(f"scheme {cls.name}: family {cls.family!r} not in {FAMILIES}")
+    if cls.eu_category not in EU_CATEGORIES:
+        raise TypeError(f"scheme {cls.name}: eu_category {cls.eu_category!r} not in {tuple(EU_CATEGORIES)}")
+    if cls.matching not in MATCHING:
+        raise TypeError(f"scheme {cls.name}: matching {cls.matching!r} not in {MATCHING}")
+    if not set(cls.parties) <= set(PARTIES) or DEVICE not in cls.parties:
+        raise TypeError(f"scheme {cls.name}: parties {cls.parties} must include the device and be among {PARTIES}")
+    names = [p.name for p in cls.params]
+    if len(set(names)) != len(names):
+        raise TypeError(f"scheme {cls.name}: duplicate parameter names")
+    if cls.name in SCHEMES and SCHEMES[cls.name] is not cls:
+        raise TypeError(f"scheme name {cls.name!r} registered twice")
+    SCHEMES[cls.name] = cls
+    return cls
+
+
+ACTION_PARAM = Param("action", "report", "what the device does on a match: report, block or warn",
+                     ACTIONS, str)
