@@ -13,8 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional
 
-import click
 import typer
+
+try:  # recent Typer vendors its own copy of Click
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older Typer on upstream Click
+    from click import exceptions as click_exc
 
 from e2eebench.protocols.errors import ConfigError, E2EEBenchError, InputError
 
@@ -204,14 +208,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except E2EEBenchError as e:
         print(f"e2eebench: error: {e}", file=sys.stderr)
-    except click.exceptions.NoArgsIsHelpError:
+    except getattr(click_exc, "NoArgsIsHelpError", ()) :
         return 0
-    except click.ClickException as e:
-        print(f"e2eebench: error: {e.format_message()}", file=sys.stderr)
-    except click.exceptions.Abort:
+    except click_exc.ClickException as e:
+        msg = " ".join(e.format_message().split())
+        print(f"e2eebench: error: {msg}", file=sys.stderr)
+    except click_exc.Abort:
         print("e2eebench: aborted", file=sys.stderr)
         return 130
-    except click.exceptions.Exit as e:
+    except click_exc.Exit as e:
         return e.exit_code
     except KeyboardInterrupt:
         print("e2eebench: interrupted; nothing was written", file=sys.stderr)

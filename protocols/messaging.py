@@ -194,34 +194,39 @@ class Session:
         env = data if isinstance(data, Envelope) else parse_envelope(data)
         if env.session_key != self.session_key or env.sender != self.peer or env.recipient != self.me.name:
             raise ProtocolError("envelope does not belong to this session")
-        mk = self._take_key(env.counter)
+        mk, commit = self._take_key(env.counter)
         key, nonce = _expand(mk)
         body = aead_decrypt(key, nonce, env.ciphertext, env.ad)
-        self._recv.used.add(env.counter)
-        self._recv.skipped.pop(env.counter, None)
+        commit()  # the ratchet moves only for messages that authenticate
         return body, env.payload
 
-    def _take_key(self, n: int) -> bytes:
+    def _take_key(self, n: int):
         ch = self._recv
         if n in ch.used:
             raise ReplayError(f"message {n} of this session was already received")
         if n < ch.n:
             if n in ch.skipped:
-                return ch.skipped[n]
+                def commit_old() -> None:
+                    ch.skipped.pop(n, None)
+                    ch.used.add(n)
+                return ch.skipped[n], commit_old
             raise ReplayError(f"message {n} is older than the out-of-order window")
         if n - ch.n > MAX_SKIP:
             raise ProtocolError(f"message {n} is more than {MAX_SKIP} ahead of the ratchet")
-        key = ch.key
+        key, skipped = ch.key, {}
         for i in range(ch.n, n):
             mk, key = _message_key(key)
-            ch.skipped[i] = mk
+            skipped[i] = mk
         mk, key = _message_key(key)
-        # advance only after authentication would be cleaner; a forged counter costs at most MAX_SKIP HMACs
-        ch.key, ch.n = key, n + 1
-        if len(ch.skipped) > MAX_SKIP:
-            for k in sorted(ch.skipped)[: len(ch.skipped) - MAX_SKIP]:
-                del ch.skipped[k]
-        return mk
+
+        def commit() -> None:
+            ch.skipped.update(skipped)
+            ch.key, ch.n = key, n + 1
+            ch.used.add(n)
+            if len(ch.skipped) > MAX_SKIP:
+                for k in sorted(ch.skipped)[: len(ch.skipped) - MAX_SKIP]:
+                    del ch.skipped[k]
+        return mk, commit
 
 
 class Mailbox:

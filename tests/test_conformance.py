@@ -1,0 +1,166 @@
+"""The conformance suite every registered scheme runs automatically.
+
+Generated from the registry: a new scheme gets these tests without writing any. They
+check the protocol contract, not a scheme's accuracy: verdicts equal plaintext
+matching where the scheme claims exact or fuzzy matching, only bytes cross between
+parties, the provider sees no benign image or hash it did not declare, every message
+arrives bit-exact, and malformed payloads and bundles raise typed errors.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from e2eebench.protocols.channel import PROVIDER, Channel, Ledger, MessageContext, PartyClock
+from e2eebench.protocols.errors import E2EEBenchError, ProtocolError
+from e2eebench.protocols.framework import EU_CATEGORIES, FAMILIES, Scheme
+from e2eebench.protocols.registry import SCHEMES
+from e2eebench.evaluation.metrics import canary_scan
+from e2eebench.evaluation.runner import RunConfig, prepare, run_scheme
+from e2eebench.evaluation.workload import WorkloadConfig
+
+NAMES = sorted(SCHEMES)
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    cfg = RunConfig(corpus="dead-leaves", image_size=128, n_known=8, n_benign=24, seed=7,
+                    workload=WorkloadConfig(n_accounts=8, offender_fraction=0.25, days=3,
+                                            messages_per_account_per_day=2.0, image_fraction=0.9),
+                    profile="conformance")
+    return prepare(cfg)
+
+
+@pytest.fixture(scope="module")
+def runs(small_data):
+    return {}
+
+
+def _run(name, small_data, runs):
+    if name not in runs:
+        runs[name] = run_scheme(name, small_data)
+    return runs[name]
+
+
+def _ctx(mid="probe", account="acct-0000", seed=1):
+    ch = Channel(Ledger())
+    return MessageContext(mid, account, ch, PartyClock(), np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_metadata(name):
+    cls = SCHEMES[name]
+    assert cls.family in FAMILIES and cls.eu_category in EU_CATEGORIES
+    assert cls.verdict_to and cls.trust and cls.description
+    assert issubclass(cls, Scheme)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_message_delivered_bit_exact(name, small_data, runs):
+    run = _run(name, small_data, runs)
+    sent = [o for o in run.outcomes if o.sent]
+    assert sent, "no message was sent"
+    assert all(o.delivered_ok for o in sent)
+    assert len(run.outcomes) == len(small_data.workload.messages)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_verdicts_equal_plaintext_matching(name, small_data, runs):
+    run = _run(name, small_data, runs)
+    scheme = run.scheme
+    if scheme.matching not in ("exact", "fuzzy") or "t" in scheme.p or scheme.modelled:
+        pytest.skip(f"{name} claims {scheme.matching} matching (or an account threshold)")
+    mismatches = []
+    for o in run.outcomes:
+        if not o.has_image:
+            continue
+        h = small_data.hasher.hash(small_data.images[o.message_id])
+        expect = scheme.plaintext_match(small_data.db, h)
+        if o.detected != expect:
+            mismatches.append((o.message_id, o.transform, expect, o.detected))
+    assert not mismatches, mismatches
+    # the case must not be trivial: some positives and some negatives
+    verdicts = [o.detected for o in run.outcomes if o.has_image]
+    assert any(verdicts) and not all(verdicts)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_only_bytes_cross_and_costs_recorded(name, small_data, runs):
+    run = _run(name, small_data, runs)
+    assert run.channel.transfers
+    for t in run.channel.transfers:
+        assert isinstance(t.size, int) and t.size >= 0
+    for party, items in run.ledger.received.items():
+        assert all(isinstance(d, bytes) for _, d in items)
+    im = [o for o in run.outcomes if o.has_image and o.sent]
+    assert all(o.bytes_up > 0 for o in im)
+    assert sum(o.device_s + o.server_s for o in im) > 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_undeclared_plaintext_in_provider_view(name, small_data, runs):
+    run = _run(name, small_data, runs)
+    kinds = {x.kind for x in run.ledger.learned_by(PROVIDER)}
+    scan = canary_scan(run, small_data)
+    if "image" not in kinds:
+        assert scan["image_hits"] == 0
+    if "hash" not in kinds and "image" not in kinds:
+        assert scan["hash_hits"] == 0
+
+
+def _setup(name, small_data):
+    scheme = SCHEMES[name](small_data.hasher)
+    ctx = _ctx("setup", PROVIDER)
+    pstate, bundle = scheme.provider_setup(small_data.db, ctx)
+    dstate = scheme.device_load(bytes(bundle), "acct-0000", _ctx("bundle"))
+    return scheme, pstate, bundle, dstate
+
+
+def _garblings(payload: bytes, rng) -> list[bytes]:
+    out = [payload[: len(payload) // 2], payload + b"\x00junk", rng.bytes(len(payload))]
+    flipped = bytearray(payload)
+    flipped[len(flipped) // 3] ^= 0x40
+    out.append(bytes(flipped))
+    flipped2 = bytearray(payload)
+    flipped2[-1] ^= 0x01
+    out.append(bytes(flipped2))
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_malformed_payloads_rejected_with_typed_errors(name, small_data):
+    scheme, pstate, bundle, dstate = _setup(name, small_data)
+    if scheme.modelled:
+        pytest.skip("modelled scheme")
+    known_img = small_data.known[0].image
+    payload = scheme.device_prepare(dstate, known_img, _ctx("m-probe")).payload
+    if not payload:
+        payload = scheme.device_prepare(dstate, small_data.benign[0].image, _ctx("m-probe")).payload
+    rng = np.random.default_rng(3)
+    candidates = _garblings(payload, rng) if payload else [rng.bytes(64), b"\x01"]
+    for bad in candidates:
+        if bad == payload:
+            continue
+        ctx = _ctx("m-probe")
+        try:
+            scheme.provider_receive(pstate, bad, ctx)
+        except E2EEBenchError:
+            continue
+        except Exception as e:  # the failure message is the point
+            pytest.fail(f"{name}: garbled payload raised untyped {type(e).__name__}: {e}")
+        # accepted without an error: then it must not count as a detection or a report
+        learned = ctx.ledger.learned_by(PROVIDER)
+        assert not any(x.kind == "verdict" and x.value for x in learned), f"{name} accepted a garbled payload as a match"
+        assert not any(x.kind == "report" for x in learned), f"{name} accepted a garbled report"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_malformed_bundle_rejected(name, small_data):
+    scheme, pstate, bundle, dstate = _setup(name, small_data)
+    if not bundle:
+        with pytest.raises(ProtocolError):
+            scheme.device_load(b"garbage", "acct-0000", _ctx("bundle"))
+        return
+    for bad in (bundle[:-7], bundle[:10], b"XXXX" + bundle[4:]):
+        with pytest.raises(ProtocolError):
+            scheme.device_load(bad, "acct-0000", _ctx("bundle"))

@@ -1,0 +1,48 @@
+"""Packaging and architecture: every code folder is a listed sub-package; layers hold."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE_FOLDERS = ("protocols", "clientside", "server", "evaluation")
+
+
+def test_top_level_layout():
+    for name in ("pyproject.toml", "README.md", "protocols", "clientside", "server", "notebooks",
+                 "tests", "evaluation"):
+        assert (ROOT / name).exists(), name
+
+
+def test_every_package_folder_is_in_pyproject():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapping = cfg["package-dir"]
+    packages = set(cfg["packages"])
+    for folder in CODE_FOLDERS:
+        assert mapping.get(f"e2eebench.{folder}") == folder
+        assert f"e2eebench.{folder}" in packages
+    # any sub-folder with python code must be listed as its own sub-package
+    for folder in CODE_FOLDERS:
+        for sub in (ROOT / folder).rglob("*.py"):
+            rel = sub.parent.relative_to(ROOT)
+            if sub.parent.name == "__pycache__":
+                continue
+            pkg = "e2eebench." + ".".join(rel.parts)
+            assert pkg in packages, f"{rel} holds code but {pkg} is not listed in pyproject"
+
+
+def test_import_layers():
+    exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
+    r = subprocess.run([exe, str(ROOT / "pyproject.toml")], capture_output=True, text=True,
+                       cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_no_package_imports_the_harness():
+    for folder in ("protocols", "clientside", "server"):
+        for f in (ROOT / folder).rglob("*.py"):
+            text = f.read_text()
+            assert "e2eebench.evaluation" not in text, f"{f.name} imports the harness"
