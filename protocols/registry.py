@@ -10,6 +10,7 @@ from e2eebench.protocols.framework import SCHEMES, Scheme
 SCHEME_MODULES = [
     "baseline",
     "ondevice",
+    "hashupload",
 ]
 for _m in SCHEME_MODULES:
     importlib.import_module(f"e2eebench.protocols.{_m}")
