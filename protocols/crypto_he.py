@@ -43,6 +43,13 @@ Noise budget (measured, bits): fresh 365; after distances 334; after the thresho
 each further product level -30; mask -21; a group of 16 blocks leaves ~50 bits before the
 final switch to one prime (which caps the budget at ~24 bits, still > 0).
 
+Measured here (2-core VM, CPU time per query, synthetic list): one block (n <= 16384) ~2.2 s
+provider, 7 blocks (n = 1e5) 15.6 s (~150 us per entry: ~60 % diagonal encoding and
+plaintext products, ~35 % threshold test); device encrypt ~8 ms; key holder decrypt ~2.5 ms;
+query 0.91 MB (seeded secret-key encryption; 1.8 MB with the public key); result 224 KB per
+group of 16 blocks; public bundle 26.7 MB (sent once per key holder). Slot utilisation is
+n / (ceil(n / 16384) * 16384): the only waste is the last block's padding.
+
 What the key holder learns: the number of zero slots across ceil(K/G) result ciphertexts
 (K = ceil(n/N) blocks), i.e. the number of slot groups that hold at least one entry within
 tau -- at most the number of matching entries -- and nothing about which entry or what
@@ -64,6 +71,8 @@ the query, one list entry per slot), then r * (s - theta) with a fresh positive 
 (log-uniform in [1, 2^8]). The key holder learns, per slot, the sign (match or not; positions
 permuted per query) and r |s - theta|, i.e. |s - theta| up to an unknown factor in [1, 256].
 The result is one ciphertext (last level, ~130 KB) per 4096 list entries: no aggregation.
+Measured here: ~230 ms provider CPU per 4096-entry block (1e5 entries: 5.2 s, result 3.3 MB),
+query 162 KB, public bundle 1.9 MB, max |encrypted - plaintext cosine| ~3e-7 on random inputs.
 """
 from __future__ import annotations
 
