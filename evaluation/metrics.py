@@ -136,6 +136,8 @@ def integrity_measurements(run: SchemeRun, params: dict) -> list[Measurement]:
 
 def measure(run: SchemeRun, data: RunData) -> list[Measurement]:
     params = run.scheme.describe_params() | {"corpus": data.config.corpus, "profile": data.config.profile}
+    if run.sampled:
+        params |= {"messages_sampled": run.sampled[0], "messages_total": run.sampled[1]}
     out = (accuracy_measurements(run, params) + cost_measurements(run, params)
            + leakage_measurements(run, data, params) + integrity_measurements(run, params))
     import importlib

@@ -92,6 +92,7 @@ class SchemeRun:
     setup_s: float
     bundle_bytes: int
     list_size: int
+    sampled: tuple[int, int] | None = None   # (image messages run, image messages in the workload)
 
     @property
     def name(self) -> str:
@@ -171,8 +172,13 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
         devices[a.id] = Messenger(idents[a.id], directory, scheme, dstate)
     relay = Relay(scheme, pstate, prov, directory)
 
+    messages = wl.messages
+    sampled = None
+    if cfg.profile == "quick" and scheme.quick_sample and len(wl.image_messages) > scheme.quick_sample:
+        messages = sample_messages(wl, scheme.quick_sample, cfg.seed)
+        sampled = (len(messages), len(wl.image_messages))
     raw: list[tuple[Message, bool, bool | None, dict, dict, list]] = []
-    for i, m in enumerate(wl.messages):
+    for i, m in enumerate(messages):
         ctx = MessageContext(m.id, m.sender, channel, clock, np.random.default_rng([cfg.seed, _seed_of(name, m.id)]))
         before = clock.snapshot()
         ok: bool | None = None
@@ -188,7 +194,7 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
                     raise ProtocolError(f"{name}: message {m.id} did not arrive bit-exact")
         raw.append((m, sent.envelope is not None, ok, before, clock.snapshot(), channel.for_message(m.id)))
         if progress:
-            progress(name, i + 1, len(wl.messages))
+            progress(name, i + 1, len(messages))
 
     fin = MessageContext("finalize", PROVIDER, channel, clock, np.random.default_rng([cfg.seed, _seed_of(name, "fin")]))
     with channel.exchange("finalize"):
@@ -210,7 +216,21 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
         flights = {t.flight for t in transfers if t.receiver != RECIPIENT}
         outcomes.append(Outcome(m.id, m.sender, m.has_image, m.known, m.transform, was_sent, ok, v,
                                 bool(v.get(det_party, False)), dev, srv, up, down, len(flights)))
-    return SchemeRun(scheme, outcomes, ledger, channel, setup_s, len(bundle), len(data.db))
+    run = SchemeRun(scheme, outcomes, ledger, channel, setup_s, len(bundle), len(data.db))
+    run.sampled = sampled
+    return run
+
+
+def sample_messages(wl: Workload, k: int, seed: int) -> list[Message]:
+    """A seeded sample of k image messages, half known (as far as there are), in traffic order."""
+    rng = np.random.default_rng([seed, 0x5A3])
+    known = [m for m in wl.image_messages if m.known]
+    benign = [m for m in wl.image_messages if not m.known]
+    nk = min(len(known), k // 2)
+    nb = min(len(benign), k - nk)
+    pick = {m.id for m in rng.permutation(np.array(known, dtype=object))[:nk]}
+    pick |= {m.id for m in rng.permutation(np.array(benign, dtype=object))[:nb]}
+    return [m for m in wl.messages if m.id in pick]
 
 
 def run_comparison(config: RunConfig, progress: Callable[[str, int, int], None] | None = None,

@@ -88,7 +88,9 @@ class Scheme(ABC):
     e2ee: ClassVar[bool] = True
     modelled: ClassVar[bool] = False
     params: ClassVar[tuple[Param, ...]] = ()
-    max_list_quick: ClassVar[int | None] = None  # list size cap in the quick profile (HE)
+    # expensive schemes (HE) run the quick profile on a seeded, stratified sample of this many
+    # image messages; the measurements then say so (params: messages_sampled / messages_total)
+    quick_sample: ClassVar[int | None] = None
 
     def __init__(self, hasher: Hasher, threshold: int | None = None, **params: Any):
         self.hasher = hasher
