@@ -10,7 +10,10 @@ from e2eebench.protocols.framework import SCHEMES, Scheme
 SCHEME_MODULES = [
     "baseline",
     "ondevice",
+    "mpc",
+    "enclave",
     "hashupload",
+    "psi",
 ]
 for _m in SCHEME_MODULES:
     importlib.import_module(f"e2eebench.protocols.{_m}")
