@@ -166,14 +166,18 @@ def run_cmd(quick: bool = typer.Option(False, "--quick", help="the embedded defa
 
 @app.command("export")
 def export_cmd(run: str = typer.Option("latest", "--run", help="run id or 'latest'"),
-               fmt: str = typer.Option("md", "--format", "-f", help="md, csv, json (long form)"),
+               fmt: str = typer.Option("md", "--format", "-f", help="md, csv, json (long form), latex, xlsx or html"),
                db: Path = typer.Option(Path("e2eebench.duckdb"), "--db"),
+               rubric: Optional[Path] = typer.Option(None, "--rubric", help="rubric TOML (default: the built-in one)"),
                out: Optional[Path] = typer.Option(None, "--out", help="file to write (default: stdout)")) -> None:
-    """Export a stored run's measurements."""
-    from e2eebench.evaluation.exporting import export_run
+    """Export a stored run's assessment table (ratings per the rubric, with provenance)."""
+    from e2eebench.evaluation.exporting import EXPORT_FORMATS, export_run
+    check_format(fmt, EXPORT_FORMATS)
     if not db.exists():
         raise InputError(f"no results database at {db} (run 'e2eebench run --quick' first)")
-    text = export_run(str(db), run, fmt)
+    if fmt == "xlsx" and out is None:
+        raise ConfigError("--format xlsx needs --out FILE (a workbook is not text)")
+    text = export_run(str(db), run, fmt, None if rubric is None else str(rubric))
     if out is None:
         echo(text if isinstance(text, str) else None)
     else:
