@@ -17,7 +17,8 @@ RECIPIENT = "recipient"    # the receiving device
 PROVIDER = "provider"      # the messaging provider (relay, matching, report queue)
 THIRD_PARTY = "third-party"  # e.g. a hotline / EU Centre holding a key
 SECOND_SERVER = "second-server"  # a non-colluding second server (MPC)
-PARTIES = (DEVICE, RECIPIENT, PROVIDER, THIRD_PARTY, SECOND_SERVER)
+ENCLAVE = "provider-enclave"  # a trusted execution environment run by the provider
+PARTIES = (DEVICE, RECIPIENT, PROVIDER, THIRD_PARTY, SECOND_SERVER, ENCLAVE)
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ def test_every_message_delivered_bit_exact(name, small_data, runs):
 def test_verdicts_equal_plaintext_matching(name, small_data, runs):
     run = _run(name, small_data, runs)
     scheme = run.scheme
-    if scheme.matching not in ("exact", "fuzzy") or "t" in scheme.p or scheme.modelled:
+    if scheme.matching not in ("exact", "fuzzy") or "t" in scheme.p:
         pytest.skip(f"{name} claims {scheme.matching} matching (or an account threshold)")
     mismatches = []
     for o in run.outcomes:
@@ -130,8 +130,6 @@ def _garblings(payload: bytes, rng) -> list[bytes]:
 @pytest.mark.parametrize("name", NAMES)
 def test_malformed_payloads_rejected_with_typed_errors(name, small_data):
     scheme, pstate, bundle, dstate = _setup(name, small_data)
-    if scheme.modelled:
-        pytest.skip("modelled scheme")
     known_img = small_data.known[0].image
     payload = scheme.device_prepare(dstate, known_img, _ctx("m-probe")).payload
     if not payload:
