@@ -14,6 +14,7 @@ SCHEME_MODULES = [
     "enclave",
     "hashupload",
     "psi",
+    "psi_openmined",
 ]
 for _m in SCHEME_MODULES:
     importlib.import_module(f"e2eebench.protocols.{_m}")

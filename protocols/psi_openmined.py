@@ -1,0 +1,150 @@
+"""``psi-client-learns``: OpenMined's ECDH PSI over P-256 (C++), the production-grade peer.
+
+Why: psi-ad is a research design never open-sourced; openmined-psi is a maintained library.
+Running it through the same conformance suite and workload puts a real deployment-grade
+number next to ours. Here the *device* learns membership (the opposite of psi-ad):
+
+setup    the provider encrypts every list element with its P-256 key and ships the
+         Golomb-compressed set (GCS) as the device bundle (with a report public key).
+message  the device sends one request (its hash blinded with its own key) to the provider,
+         the provider answers with the request re-encrypted under its key, the device
+         intersects with the GCS locally and, on a match, seals a report to the provider.
+
+The request and the response cross the channel as bytes; the provider's half runs on the
+provider's clock. Membership is exact up to the GCS false-positive rate ``fpr``. Keys are
+drawn from the run's seeded generator (so bundles and verdicts are reproducible by seed);
+the library draws no other randomness we rely on, but its internals are not ours to vouch
+for: treat byte-for-byte equality across library versions as not guaranteed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+from google.protobuf.message import DecodeError
+from PIL import Image
+
+from e2eebench.protocols import wire
+from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
+from e2eebench.protocols.crypto import KeyPair, open_sealed, seal
+from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage
+from e2eebench.protocols.framework import Param, Prepared, Scheme, register
+from e2eebench.protocols.psi import visual_derivative
+from e2eebench.server.database import KnownHashDatabase
+
+REPORT_INFO = b"e2eebench psi-client-learns report v1"
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def _psi():
+    import private_set_intersection.python as psi  # C++ extension; imported on first use
+    return psi
+
+
+def p256_key(rng: np.random.Generator) -> bytes:
+    """A P-256 private scalar in [1, n) from the seeded generator (rejection sampling)."""
+    while True:
+        k = rng.bytes(32)
+        if 0 < int.from_bytes(k, "big") < P256_N:
+            return k
+
+
+def parse_proto(cls_name: str, data: bytes, what: str):
+    msg = getattr(_psi(), cls_name)()
+    try:
+        msg.ParseFromString(bytes(data))
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise MalformedMessage(f"{what} does not parse ({type(e).__name__})") from None
+    return msg
+
+
+@register
+class PsiClientLearns(Scheme):
+    name = "psi-client-learns"
+    family = "psi"
+    eu_category = "encryption"
+    parties = (DEVICE, PROVIDER, RECIPIENT)
+    verdict_to = "device; provider on report"
+    trust = "device software (it decides and reports); the provider's list"
+    matching = "exact"
+    description = ("OpenMined ECDH PSI over P-256 (C++): GCS setup message on the device, one request/"
+                   "response per image, the device learns membership and seals a report on a match")
+    params = (Param("fpr", 1e-6, "false-positive rate of the GCS setup message", None, float),)
+
+    def __init__(self, hasher, threshold=None, **params):
+        super().__init__(hasher, threshold, **params)
+        if not 0 < self.p["fpr"] < 0.5:
+            raise ConfigError(f"parameter 'fpr' must be in (0, 0.5), got {self.p['fpr']}")
+        # the simulated network: address (bundle digest) -> the provider's endpoint state
+        self._endpoints: dict[bytes, dict] = {}
+
+    # -- provider ---------------------------------------------------------------------------
+    def provider_setup(self, db: KnownHashDatabase, ctx: MessageContext) -> tuple[Any, bytes]:
+        psi = _psi()
+        server = psi.server.CreateFromKey(p256_key(ctx.rng), False)
+        items = sorted({h.tobytes() for h in db.hashes_for(self.hasher.name)})
+        setup = server.CreateSetupMessage(self.p["fpr"], 1, items, psi.DataStructure.GCS)
+        keys = KeyPair.generate(ctx.random_bytes)
+        fields = [self.hasher.name.encode(), setup.SerializeToString(), keys.public_bytes]
+        root = hashlib.sha256(b"".join(fields)).digest()
+        state = {"server": server, "keys": keys, "address": root}
+        self._endpoints[root] = state
+        return state, wire.pack(b"OMP1", fields + [root])
+
+    def _respond(self, address: bytes, request: bytes, ctx: MessageContext) -> bytes:
+        """The provider's endpoint: bytes in, bytes out, on the provider's clock."""
+        with ctx.role(PROVIDER):
+            state = self._endpoints.get(address)
+            if state is None:
+                raise MalformedMessage("psi-client-learns: no provider endpoint for this bundle")
+            req = parse_proto("Request", request, "PSI request")
+            try:
+                resp = state["server"].ProcessRequest(req)
+            except RuntimeError as e:
+                raise MalformedMessage(f"PSI request rejected by the server ({e})") from None
+            return resp.SerializeToString()
+
+    def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
+        if not payload:
+            return
+        blob = open_sealed(state["keys"], payload, info=REPORT_INFO, ad=ctx.account.encode())
+        try:
+            report = json.loads(blob)
+        except ValueError:
+            raise MalformedMessage("report does not parse") from None
+        if report.get("message") != ctx.message_id or report.get("account") != ctx.account:
+            raise AuthenticationFailed("report belongs to another message or account (replayed)")
+        ctx.learn(PROVIDER, "report", report)
+        ctx.verdict(PROVIDER, True)
+
+    # -- device -----------------------------------------------------------------------------
+    def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:
+        name, setup_b, report_key, root = wire.unpack(b"OMP1", bundle, 4, "psi-client-learns bundle")
+        if hashlib.sha256(name + setup_b + report_key).digest() != root:
+            raise AuthenticationFailed("psi-client-learns bundle does not match its root digest")
+        if name.decode(errors="replace") != self.hasher.name:
+            raise MalformedMessage(f"bundle is for hasher {name!r}, device uses {self.hasher.name}")
+        setup = parse_proto("ServerSetup", setup_b, "PSI setup message")
+        client = _psi().client.CreateFromKey(p256_key(ctx.rng), False)
+        ctx.learn(DEVICE, "database", {"gcs_bytes": len(setup_b)})
+        return {"client": client, "setup": setup, "report_key": report_key, "address": root}
+
+    def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
+        x = self.hasher.hash(image).tobytes()
+        request = state["client"].CreateRequest([x]).SerializeToString()
+        up = ctx.send(DEVICE, PROVIDER, "psi-request", request)
+        down = ctx.send(PROVIDER, DEVICE, "psi-response", self._respond(state["address"], up, ctx))
+        resp = parse_proto("Response", down, "PSI response")
+        try:
+            match = state["client"].GetIntersectionSize(state["setup"], resp) > 0
+        except RuntimeError as e:
+            raise MalformedMessage(f"PSI response rejected by the client ({e})") from None
+        ctx.verdict(DEVICE, match)
+        if not match:
+            return Prepared(b"")
+        blob = json.dumps({"message": ctx.message_id, "account": ctx.account,
+                           "derivative": visual_derivative(image).hex()}, sort_keys=True).encode()
+        return Prepared(seal(state["report_key"], blob, info=REPORT_INFO, ad=ctx.account.encode(),
+                             random_bytes=ctx.random_bytes))
