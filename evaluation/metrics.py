@@ -17,7 +17,7 @@ from e2eebench.evaluation.store import Measurement
 
 EXTRA_METRICS: list[Callable[[SchemeRun, RunData], list[Measurement]]] = []
 # modules whose import appends to EXTRA_METRICS (leakage probes, security profiles, ...)
-METRIC_MODULES: list[str] = []
+METRIC_MODULES: list[str] = ["leakage"]
 
 
 def _rate(scheme: str, metric: str, k: int, n: int, params: dict) -> Measurement:
@@ -66,6 +66,8 @@ def cost_measurements(run: SchemeRun, params: dict) -> list[Measurement]:
         _mean(s, "bytes_up", (o.bytes_up for o in im), "bytes", p),
         _mean(s, "bytes_down", (o.bytes_down for o in im), "bytes", p),
         _mean(s, "rounds", (o.rounds for o in im), "flights", p),
+        _mean(s, "detection_bytes_up", (o.detection_bytes_up for o in im), "bytes", p),
+        _mean(s, "detection_bytes_down", (o.detection_bytes_down for o in im), "bytes", p),
         Measurement(s, "device_storage_bytes", float(run.bundle_bytes), "bytes", 1, params=p),
         Measurement(s, "setup_s", run.setup_s, "s", 1, params=p),
     ]

@@ -10,7 +10,7 @@ import pandas as pd
 FORMATS = ("table", "json", "md", "csv")
 
 SUMMARY_METRICS = ["recall", "fpr", "precision", "client_ms", "server_ms", "bytes_up", "bytes_down",
-                   "rounds", "device_storage_bytes", "setup_s", "hash_visible_to_provider", "verdict_to"]
+                   "detection_bytes_up", "detection_bytes_down", "rounds", "device_storage_bytes", "setup_s", "hash_visible_to_provider", "verdict_to"]
 
 
 def _num(v: Any) -> Any:

@@ -81,6 +81,8 @@ class Outcome:
     bytes_up: int
     bytes_down: int
     rounds: int
+    detection_bytes_up: int = 0     # what detection adds on the uplink: payload + extra transfers
+    detection_bytes_down: int = 0   # what reaches the sending device because of detection
 
 
 @dataclass
@@ -177,7 +179,7 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
     if cfg.profile == "quick" and scheme.quick_sample and len(wl.image_messages) > scheme.quick_sample:
         messages = sample_messages(wl, scheme.quick_sample, cfg.seed)
         sampled = (len(messages), len(wl.image_messages))
-    raw: list[tuple[Message, bool, bool | None, dict, dict, list]] = []
+    raw: list[tuple] = []
     for i, m in enumerate(messages):
         ctx = MessageContext(m.id, m.sender, channel, clock, np.random.default_rng([cfg.seed, _seed_of(name, m.id)]))
         before = clock.snapshot()
@@ -192,7 +194,9 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
                 ok = body == sent.body and sender in (m.sender, PROVIDER)
                 if not ok:
                     raise ProtocolError(f"{name}: message {m.id} did not arrive bit-exact")
-        raw.append((m, sent.envelope is not None, ok, before, clock.snapshot(), channel.for_message(m.id)))
+        plain_env = len(sent.envelope) - len(sent.prepared.payload) if (sent.envelope and sent.prepared) else (
+            len(sent.envelope) if sent.envelope else 0)
+        raw.append((m, sent.envelope is not None, ok, before, clock.snapshot(), channel.for_message(m.id), plain_env))
         if progress:
             progress(name, i + 1, len(messages))
 
@@ -207,15 +211,17 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
             verdicts.setdefault(x.message_id, {})[x.party] = bool(x.value) or verdicts.get(x.message_id, {}).get(x.party, False)
     outcomes = []
     det_party = scheme.detector
-    for m, was_sent, ok, before, after, transfers in raw:
+    for m, was_sent, ok, before, after, transfers, plain_env in raw:
         v = verdicts.get(m.id, {})
         dev = after.get(DEVICE, 0) - before.get(DEVICE, 0)
         srv = sum(after.get(p, 0) - before.get(p, 0) for p in SERVER_PARTIES)
         up = sum(t.size for t in transfers if t.sender == DEVICE)
         down = sum(t.size for t in transfers if t.receiver in (DEVICE, RECIPIENT))
         flights = {t.flight for t in transfers if t.receiver != RECIPIENT}
+        det_down = sum(t.size for t in transfers if t.receiver == DEVICE)
         outcomes.append(Outcome(m.id, m.sender, m.has_image, m.known, m.transform, was_sent, ok, v,
-                                bool(v.get(det_party, False)), dev, srv, up, down, len(flights)))
+                                bool(v.get(det_party, False)), dev, srv, up, down, len(flights),
+                                up - plain_env, det_down))
     run = SchemeRun(scheme, outcomes, ledger, channel, setup_s, len(bundle), len(data.db))
     run.sampled = sampled
     return run
