@@ -53,22 +53,39 @@ def _legend_categories(ax, cats: set[str]) -> None:
         ax.legend(handles=hs, title="EU category", fontsize=8, title_fontsize=8, loc="best")
 
 
+def _label_groups(fig, ax, points: list[tuple[str, float, float]]) -> None:
+    """Number each distinct point; list the schemes behind each number beside the axes.
+
+    Several schemes often land on the same point (same recall, same FPR); one number per
+    point and a key keeps every name readable.
+    """
+    groups: dict[tuple[float, float], list[str]] = {}
+    for name, x, y in points:
+        groups.setdefault((round(float(x), 12), round(float(y), 12)), []).append(name)
+    key = []
+    for k, ((x, y), names) in enumerate(sorted(groups.items(), key=lambda kv: (-kv[0][1], kv[0][0])), start=1):
+        ax.annotate(str(k), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9, fontweight="bold")
+        key.append(f"{k}: " + ", ".join(names))
+    fig.text(0.70, 0.88, "\n".join(key), fontsize=8, va="top", ha="left", family="monospace", wrap=True)
+
+
 def recall_vs_fpr(a: Assessment):
     """One point per scheme at (FPR, recall), Wilson 95% intervals as bars."""
     plt = _plt()
     df = a.measurements
     rec, fpr = overall(df, "recall").set_index("scheme"), overall(df, "fpr").set_index("scheme")
     schemes = [s for s in rec.index if s in fpr.index and not pd.isna(rec.loc[s, "value"])]
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    cats = set()
-    for i, s in enumerate(schemes):
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    fig.subplots_adjust(left=0.08, right=0.68, bottom=0.11, top=0.9)
+    cats, pts = set(), []
+    for s in schemes:
         r, f = rec.loc[[s]], fpr.loc[[s]]
         cat = _category(a, s)
         cats.add(cat)
         ax.errorbar(f["value"], r["value"], xerr=_yerr(f), yerr=_yerr(r), fmt="o", capsize=3,
-                    color=CATEGORY_COLOURS.get(cat, "k"))
-        ax.annotate(f"{s} (n={int(r['n'].iloc[0])}/{int(f['n'].iloc[0])})", (f["value"].iloc[0], r["value"].iloc[0]),
-                    textcoords="offset points", xytext=(6, 4 + 9 * (i % 3)), fontsize=8)
+                    color=CATEGORY_COLOURS.get(cat, "k"), alpha=0.8)
+        pts.append((f"{s} (n={int(r['n'].iloc[0])}/{int(f['n'].iloc[0])})", f["value"].iloc[0], r["value"].iloc[0]))
+    _label_groups(fig, ax, pts)
     ax.set_xlabel("false positive rate on benign images (Wilson 95% CI)")
     ax.set_ylabel("recall on known images (Wilson 95% CI)")
     ax.set_ylim(-0.02, 1.05)
@@ -78,7 +95,6 @@ def recall_vs_fpr(a: Assessment):
     _legend_categories(ax, cats)
     if not schemes:
         ax.text(0.5, 0.5, "no recall/FPR stored in this run", ha="center", transform=ax.transAxes)
-    fig.tight_layout()
     return fig
 
 
@@ -92,12 +108,12 @@ def cost_vs_list_size(a: Assessment, sweep: pd.DataFrame | None = None):
         d = df[df.metric == metric].copy()
         d["list_size"] = d["params"].map(lambda p: _params(p).get("list_size"))
         d = d.dropna(subset=["list_size", "value"])
-        for s, g in d.groupby("scheme", sort=True):
+        for k, (s, g) in enumerate(d.groupby("scheme", sort=True)):
             g = g.sort_values("list_size")
             sizes_seen.update(g["list_size"])
             cat = _category(a, s)
-            ax.errorbar(g["list_size"], g["value"], yerr=_yerr(g), marker="o", capsize=2, label=s,
-                        color=CATEGORY_COLOURS.get(cat))
+            ax.errorbar(g["list_size"], g["value"], yerr=_yerr(g), marker="os^vDPX*"[k % 8], capsize=2, label=s,
+                        color=CATEGORY_COLOURS.get(cat), alpha=0.85)
         ax.set_xscale("log")
         if len(d) and (d["value"] > 0).all():
             ax.set_yscale("log")
@@ -121,15 +137,17 @@ def privacy_vs_effectiveness(a: Assessment):
     bits = overall(df, "provider_learns_per_benign_bits").set_index("scheme")
     schemes = [s for s in rec.index if s in bits.index and not pd.isna(rec.loc[s, "value"])
                and not pd.isna(bits.loc[s, "value"])]
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    cats = set()
-    for i, s in enumerate(schemes):
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    fig.subplots_adjust(left=0.08, right=0.68, bottom=0.11, top=0.9)
+    cats, pts = set(), []
+    for s in schemes:
         r, b = rec.loc[[s]], bits.loc[[s]]
         cat = _category(a, s)
         cats.add(cat)
-        ax.errorbar(b["value"], r["value"], yerr=_yerr(r), fmt="o", capsize=3, color=CATEGORY_COLOURS.get(cat, "k"))
-        ax.annotate(s, (b["value"].iloc[0], r["value"].iloc[0]), textcoords="offset points",
-                    xytext=(6, 4 + 9 * (i % 3)), fontsize=8)
+        ax.errorbar(b["value"], r["value"], yerr=_yerr(r), fmt="o", capsize=3, color=CATEGORY_COLOURS.get(cat, "k"),
+                    alpha=0.8)
+        pts.append((s, b["value"].iloc[0], r["value"].iloc[0]))
+    _label_groups(fig, ax, pts)
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(left=-0.5)
     ax.set_ylim(-0.02, 1.05)
@@ -142,7 +160,6 @@ def privacy_vs_effectiveness(a: Assessment):
     ax.set_title("Privacy vs effectiveness (up and to the left is better)")
     ax.grid(alpha=0.3)
     _legend_categories(ax, cats)
-    fig.tight_layout()
     return fig
 
 
@@ -153,7 +170,8 @@ def transform_heatmap(a: Assessment):
     d["slice"] = d["params"].map(lambda p: _params(p).get("slice"))
     d = d.dropna(subset=["slice"])
     d = d[d["slice"] != "all"]
-    schemes = list(dict.fromkeys(d["scheme"]))
+    order = list(a.table["scheme"])
+    schemes = sorted(dict.fromkeys(d["scheme"]), key=lambda x: order.index(x) if x in order else len(order))
     slices = sorted(set(d["slice"]))
     val = np.full((len(schemes), len(slices)), np.nan)
     ns = np.zeros_like(val, dtype=int)
@@ -168,7 +186,9 @@ def transform_heatmap(a: Assessment):
     for i in range(len(schemes)):
         for j in range(len(slices)):
             if not math.isnan(val[i, j]):
-                ax.text(j, i, f"{val[i, j]:.2f}\nn={ns[i, j]}", ha="center", va="center", fontsize=7)
+                dark = val[i, j] < 0.2 or val[i, j] > 0.8
+                ax.text(j, i, f"{val[i, j]:.2f}\nn={ns[i, j]}", ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")
     fig.colorbar(im, ax=ax, label="recall")
     ax.set_title("Recall per transform family (known images as sent)")
     if not schemes:
