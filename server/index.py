@@ -1,0 +1,547 @@
+"""Matching indexes over packed perceptual hashes: exact, linear scan, multi-index hashing.
+
+Hashes are packed bit arrays, ``np.ndarray[uint8]`` of shape ``(n, bits // 8)``; the distance
+is the Hamming count. Every index answers the same question -- which database ids lie within
+Hamming distance T of a query -- so they can be swapped and compared: the linear scan is the
+exact baseline, multi-index hashing (Norouzi, Punjani & Fleet) must return the very same set in
+sub-linear time, and the exact index answers T = 0 by binary search.
+
+Indexes are built once and then only read: ``query`` and ``nearest`` keep no state, so one index
+may serve many sessions. All work over database entries is vectorised with numpy; the only
+Python loops run over blocks of 2**16 rows, over chunks or over queries.
+"""
+from __future__ import annotations
+
+import abc
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from e2eebench.protocols.errors import ConfigError, InputError, UnknownNameError
+
+__all__ = [
+    "Match",
+    "HashIndex",
+    "ExactIndex",
+    "LinearScanIndex",
+    "MultiIndexHashIndex",
+    "INDEXES",
+    "get_index",
+]
+
+#: Rows per scan block: 2**16 rows x 8 bytes per word column stays inside L2 while summing.
+BLOCK_ROWS = 1 << 16
+
+# Rough per-operation costs in seconds (numpy 2, one commodity x86 core, cold caches). They
+# only steer the choice of chunk count and the fallback to the scan; no reported number comes
+# from them.
+_C_LIN_WORD = 0.65e-9  # scan: one 64-bit word of one database hash (word-major layout)
+_C_LIN_FIXED = 20e-6  # scan: per-query overhead
+_ROW_SCAN_FACTOR = 1.5  # scan over the row-major layout MIH keeps (strided word columns)
+_C_PROBE = 40e-9  # MIH: one bucket probe in an offset table (two gathers + range expansion)
+_C_SEARCH_STEP = 25e-9  # MIH: one binary-search step when the chunk is too wide for a table
+_C_CAND = 5e-9  # MIH: one candidate (perm gather, dedupe)
+_C_CAND_WORD = 4e-9  # MIH: one 64-bit word of a candidate (row gather, xor, popcount)
+_C_MIH_FIXED = 30e-6  # MIH: per-query overhead (chunk values, a dozen numpy calls)
+#: Most probes one MIH query may enumerate (their masks alone take 16 bytes each).
+MAX_PROBES = 1 << 22
+
+
+@dataclass(frozen=True)
+class Match:
+    """Database ids within the threshold (ascending) and their Hamming distances."""
+
+    ids: np.ndarray  # int64, sorted ascending
+    distances: np.ndarray  # int32, aligned with ids
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def _empty_match() -> Match:
+    return Match(np.empty(0, np.int64), np.empty(0, np.int32))
+
+
+def _as_hash_matrix(hashes: Any) -> np.ndarray:
+    """Validate a database: 2-D uint8, at least one byte per hash."""
+    arr = np.asarray(hashes)
+    if arr.dtype != np.uint8:
+        raise InputError(f"hashes must be packed uint8 bits, got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise InputError(f"hashes must have shape (n, bytes_per_hash), got {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def _to_words(hashes: np.ndarray) -> np.ndarray:
+    """Rows as uint64 words; zero-pad to whole words (padding adds no distance)."""
+    n, nb = hashes.shape
+    pad = (-nb) % 8
+    if pad:
+        hashes = np.concatenate([hashes, np.zeros((n, pad), np.uint8)], axis=1)
+    return np.ascontiguousarray(hashes).view(np.uint64)
+
+
+def _words_columns(hashes: np.ndarray) -> np.ndarray:
+    """Word-major layout (words, n): each word column is contiguous, so the scan runs
+    one long vector op per word instead of a slow reduction over a length-4 axis."""
+    return _to_words(hashes).T.copy()  # a copy: the index never aliases the caller's array
+
+
+def _distances(cols: np.ndarray, qwords: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:
+    """Hamming distances (uint16) from the query words to the selected database rows."""
+    acc = np.bitwise_count(cols[0, rows] ^ qwords[0]).astype(np.uint16)
+    for k in range(1, cols.shape[0]):
+        acc += np.bitwise_count(cols[k, rows] ^ qwords[k])
+    return acc
+
+
+def _scan(cols: np.ndarray, qwords: np.ndarray, threshold: int) -> Match:
+    """Blocked exact scan: every row within the threshold."""
+    n = cols.shape[1]
+    ids: list[np.ndarray] = []
+    dists: list[np.ndarray] = []
+    for start in range(0, n, BLOCK_ROWS):
+        d = _distances(cols, qwords, slice(start, min(n, start + BLOCK_ROWS)))
+        hit = np.flatnonzero(d <= threshold)
+        if hit.size:
+            ids.append(hit.astype(np.int64) + start)
+            dists.append(d[hit].astype(np.int32))
+    if not ids:
+        return _empty_match()
+    return Match(np.concatenate(ids), np.concatenate(dists))
+
+
+def _scan_nearest(cols: np.ndarray, qwords: np.ndarray) -> tuple[int, int]:
+    """Blocked scan for the closest row; ties go to the lowest id."""
+    n = cols.shape[1]
+    best_id, best_d = -1, 1 << 30
+    for start in range(0, n, BLOCK_ROWS):
+        d = _distances(cols, qwords, slice(start, min(n, start + BLOCK_ROWS)))
+        i = int(np.argmin(d))
+        if int(d[i]) < best_d:
+            best_id, best_d = start + i, int(d[i])
+    return best_id, best_d
+
+
+class HashIndex(abc.ABC):
+    """A read-only index over n packed hashes of equal length."""
+
+    name: ClassVar[str]
+
+    def __init__(self, hashes: np.ndarray) -> None:
+        arr = _as_hash_matrix(hashes)
+        self._n, self._nbytes_hash = arr.shape
+        self.bits = 8 * self._nbytes_hash
+
+    @classmethod
+    def build(cls, hashes: np.ndarray, **params: Any) -> HashIndex:
+        """Build the index over ``hashes`` (n, bits // 8)."""
+        return cls(hashes, **params)
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    @abc.abstractmethod
+    def nbytes(self) -> int:
+        """Bytes held by the index structures (the stored hashes included)."""
+
+    # -- input checks shared by every index ------------------------------------------------
+    def _check_hash(self, h: Any) -> np.ndarray:
+        arr = np.asarray(h)
+        if arr.dtype != np.uint8:
+            raise InputError(f"query hash must be packed uint8 bits, got dtype {arr.dtype}")
+        if arr.ndim != 1 or arr.shape[0] != self._nbytes_hash:
+            raise InputError(
+                f"query hash has shape {arr.shape}, index holds {self._nbytes_hash}-byte hashes"
+            )
+        return arr
+
+    def _check_many(self, hs: Any) -> np.ndarray:
+        arr = np.asarray(hs)
+        if arr.dtype != np.uint8:
+            raise InputError(f"query hashes must be packed uint8 bits, got dtype {arr.dtype}")
+        if arr.ndim != 2 or arr.shape[1] != self._nbytes_hash:
+            raise InputError(
+                f"query hashes have shape {arr.shape}, index holds {self._nbytes_hash}-byte hashes"
+            )
+        return arr
+
+    def _check_threshold(self, threshold: Any) -> int:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)):
+            raise ConfigError(f"threshold must be an integer, got {threshold!r}")
+        t = int(threshold)
+        if not 0 <= t <= self.bits:
+            raise ConfigError(f"threshold must lie in 0..{self.bits}, got {t}")
+        return t
+
+    # -- queries ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def query(self, h: np.ndarray, threshold: int) -> Match:
+        """All ids within Hamming distance ``threshold`` of ``h``."""
+
+    def query_many(self, hs: np.ndarray, threshold: int) -> list[Match]:
+        """One :class:`Match` per row of ``hs`` (q, bits // 8)."""
+        arr = self._check_many(hs)
+        t = self._check_threshold(threshold)
+        return [self.query(row, t) for row in arr]
+
+    @abc.abstractmethod
+    def nearest(self, h: np.ndarray) -> tuple[int, int]:
+        """(id, distance) of the closest database hash, lowest id on ties."""
+
+
+class LinearScanIndex(HashIndex):
+    """The exact baseline: Hamming distance to every database hash, block by block."""
+
+    name = "linear"
+
+    def __init__(self, hashes: np.ndarray) -> None:
+        super().__init__(hashes)
+        self._cols = _words_columns(_as_hash_matrix(hashes))
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._cols.nbytes)
+
+    def _qwords(self, h: np.ndarray) -> np.ndarray:
+        return _to_words(h.reshape(1, -1))[0]
+
+    def query(self, h: np.ndarray, threshold: int) -> Match:
+        q = self._check_hash(h)
+        return _scan(self._cols, self._qwords(q), self._check_threshold(threshold))
+
+    def nearest(self, h: np.ndarray) -> tuple[int, int]:
+        q = self._check_hash(h)
+        if self._n == 0:
+            raise InputError("nearest() on an empty index")
+        return _scan_nearest(self._cols, self._qwords(q))
+
+
+class ExactIndex(HashIndex):
+    """Exact matching only: hashes as fixed-width byte keys in one sorted array, found by
+    binary search in O(log n). Stable sort keeps duplicate hashes in ascending id order."""
+
+    name = "exact"
+
+    def __init__(self, hashes: np.ndarray) -> None:
+        super().__init__(hashes)
+        arr = _as_hash_matrix(hashes)
+        self._dtype = np.dtype(f"V{self._nbytes_hash}")
+        keys = arr.view(self._dtype).ravel()
+        self._order = np.argsort(keys, kind="stable").astype(np.int64)
+        self._keys = keys[self._order]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._keys.nbytes + self._order.nbytes)
+
+    def _key(self, q: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(q).reshape(1, -1).view(self._dtype).ravel()
+
+    def query(self, h: np.ndarray, threshold: int = 0) -> Match:
+        q = self._check_hash(h)
+        if self._check_threshold(threshold) != 0:
+            raise ConfigError(f"exact index answers threshold 0 only, got {threshold}")
+        key = self._key(q)
+        lo = int(np.searchsorted(self._keys, key, "left")[0])
+        hi = int(np.searchsorted(self._keys, key, "right")[0])
+        ids = self._order[lo:hi].copy()  # ascending: stable sort of equal keys
+        return Match(ids, np.zeros(ids.shape[0], np.int32))
+
+    def query_many(self, hs: np.ndarray, threshold: int = 0) -> list[Match]:
+        arr = self._check_many(hs)
+        if self._check_threshold(threshold) != 0:
+            raise ConfigError(f"exact index answers threshold 0 only, got {threshold}")
+        keys = np.ascontiguousarray(arr).view(self._dtype).ravel()
+        lo = np.searchsorted(self._keys, keys, "left")
+        hi = np.searchsorted(self._keys, keys, "right")
+        out = []
+        for a, b in zip(lo.tolist(), hi.tolist()):
+            ids = self._order[a:b].copy()
+            out.append(Match(ids, np.zeros(ids.shape[0], np.int32)))
+        return out
+
+    def nearest(self, h: np.ndarray) -> tuple[int, int]:
+        """An exact hit in O(log n); otherwise a blocked scan of the stored keys (O(n)),
+        because sorted byte order says nothing about Hamming distance."""
+        q = self._check_hash(h)
+        if self._n == 0:
+            raise InputError("nearest() on an empty index")
+        m = self.query(q, 0)
+        if len(m):
+            return int(m.ids[0]), 0
+        qw = _to_words(q.reshape(1, -1))[0]
+        best_id, best_d = -1, 1 << 30
+        raw = self._keys.view(np.uint8).reshape(self._n, self._nbytes_hash)
+        for start in range(0, self._n, BLOCK_ROWS):
+            cols = _words_columns(raw[start : start + BLOCK_ROWS])
+            d = _distances(cols, qw, slice(None))
+            ids = self._order[start : start + d.shape[0]]
+            dmin = int(d.min())
+            if dmin < best_d or (dmin == best_d and int(ids[d == dmin].min()) < best_id):
+                best_id, best_d = int(ids[d == dmin].min()), dmin
+        return best_id, best_d
+
+
+# -- multi-index hashing ----------------------------------------------------------------------
+def _masks(width: int, radius: int) -> np.ndarray:
+    """All ``width``-bit masks of weight <= radius (uint64), built level by level without a
+    Python loop over masks: extend each mask by a bit above its highest set bit."""
+    level = np.zeros(1, np.uint64)
+    high = np.full(1, -1, np.int64)
+    out = [level]
+    bits = np.arange(width, dtype=np.int64)
+    for _ in range(min(radius, width)):
+        ok = bits[None, :] > high[:, None]
+        parent, bit = np.nonzero(ok)
+        level = level[parent] | (np.uint64(1) << bit.astype(np.uint64))
+        high = bit
+        out.append(level)
+    return np.concatenate(out)
+
+
+def _ball(width: int, radius: int) -> int:
+    """Number of ``width``-bit values within Hamming distance ``radius`` of one value."""
+    return sum(math.comb(width, k) for k in range(min(radius, width) + 1))
+
+
+def _widths(bits: int, m: int) -> list[int]:
+    """m disjoint chunks whose widths differ by at most one bit."""
+    base, extra = divmod(bits, m)
+    return [base + 1 if j < extra else base for j in range(m)]
+
+
+def _direct_ok(width: int, n: int) -> bool:
+    """A bucket-offset table of 2**w entries beats binary search unless it outweighs the data."""
+    return (1 << width) <= max(2 * n, 1 << 17)
+
+
+def _mih_cost(n: int, bits: int, widths: list[int], radius: int) -> float:
+    """Modelled seconds of one MIH query (probes + expected random candidates + overhead)."""
+    words = -(-bits // 64)
+    probes = sum(_ball(w, radius) for w in widths)
+    cands = sum(_ball(w, radius) * n / float(1 << w) for w in widths)
+    if _direct_ok(max(widths), n):
+        per_probe = _C_PROBE
+    else:
+        per_probe = _C_PROBE + _C_SEARCH_STEP * math.log2(max(2, n * len(widths)))
+    return _C_MIH_FIXED + probes * per_probe + cands * (_C_CAND + words * _C_CAND_WORD)
+
+
+def _linear_cost(n: int, bits: int) -> float:
+    """Modelled seconds of one scan over the word-major layout."""
+    return _C_LIN_FIXED + n * -(-bits // 64) * _C_LIN_WORD
+
+
+def choose_chunks(n: int, bits: int, threshold: int) -> int:
+    """Chunk count m with the lowest modelled query cost at this size and threshold."""
+    best_m, best_cost = max(1, -(-bits // 32)), math.inf
+    for m in range(max(1, -(-bits // 32)), max(1, bits // 4) + 1):
+        cost = _mih_cost(n, bits, _widths(bits, m), threshold // m)
+        if cost < best_cost:
+            best_m, best_cost = m, cost
+    return best_m
+
+
+class MultiIndexHashIndex(HashIndex):
+    """Multi-index hashing: m disjoint chunks, one bucket table per chunk.
+
+    Pigeonhole: if d(q, x) <= T then some chunk differs in at most floor(T / m) bits, so probing
+    every chunk value within that radius finds every true match; each candidate is then checked
+    with the full Hamming distance, so the result equals the linear scan's exactly. When the
+    probes would cost more than a scan (large T), the query falls back to the scan -- still exact.
+
+    Bucket tables: chunk values are sorted once (``perm``); a chunk of w <= ~log2(2n) bits gets
+    a table of 2**w bucket offsets (two gathers per probe), a wider one keeps the sorted values
+    and uses ``np.searchsorted``. All chunks share one flat ``perm`` and one offset/key array, so
+    a query costs a dozen numpy calls whatever m is.
+    """
+
+    name = "mih"
+
+    def __init__(
+        self,
+        hashes: np.ndarray,
+        *,
+        threshold: int | None = None,
+        chunks: int | None = None,
+        linear_fallback: bool = True,
+    ) -> None:
+        super().__init__(hashes)
+        arr = _as_hash_matrix(hashes)
+        n, bits = self._n, self.bits
+        if threshold is None:
+            threshold = max(0, bits // 8 - 1)  # PDQ's 31 for 256 bits
+        self.design_threshold = self._check_threshold(threshold)
+        if chunks is None:
+            chunks = choose_chunks(n, bits, self.design_threshold)
+        if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)):
+            raise ConfigError(f"chunks must be an integer, got {chunks!r}")
+        if not max(1, -(-bits // 32)) <= chunks <= bits:
+            raise ConfigError(f"chunks must lie in {max(1, -(-bits // 32))}..{bits}, got {chunks}")
+        self.chunks = int(chunks)
+        self.widths = _widths(bits, self.chunks)
+        self.linear_fallback = bool(linear_fallback)
+        # Row-major words: verifying a candidate touches one cache line, not one per word
+        # column (measured ~3x faster than the word-major gather); the fallback scan walks
+        # the same rows as strided word columns.
+        self._rows = _to_words(arr).copy()
+        self._starts = np.cumsum([0] + self.widths[:-1]).tolist()
+        self._direct = _direct_ok(max(self.widths), n)
+        self._perm = np.empty(self.chunks * n, np.int32 if n < 2**31 else np.int64)
+        tables: list[np.ndarray] = []
+        base = 0
+        self._base: list[int] = []
+        for j, w in enumerate(self.widths):
+            vals = self._chunk_values(arr, j)
+            small = vals.astype(np.uint16) if w <= 16 else vals
+            order = np.argsort(small, kind="stable" if w <= 16 else "quicksort")
+            self._perm[j * n : (j + 1) * n] = order
+            if self._direct:
+                counts = np.bincount(vals.astype(np.int64), minlength=1 << w)
+                offs = np.empty((1 << w) + 1, np.int64)
+                offs[0] = 0
+                np.cumsum(counts, out=offs[1:])
+                tables.append(offs + j * n)
+                self._base.append(base)
+                base += (1 << w) + 1
+            else:
+                tables.append((np.uint64(j) << np.uint64(32)) | vals[order])
+        flat = np.concatenate(tables) if tables else np.zeros(1, np.int64)
+        if self._direct and flat.size and int(flat.max()) < 2**31:
+            flat = flat.astype(np.int32)
+        self._table = flat
+        self._probe_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._rows.nbytes + self._perm.nbytes + self._table.nbytes)
+
+    def _chunk_values(self, arr: np.ndarray, j: int) -> np.ndarray:
+        """Chunk j of every row as uint64; bit 0 is the most significant bit of byte 0."""
+        s, w = self._starts[j], self.widths[j]
+        e = s + w
+        k0, k1 = s // 8, (e - 1) // 8
+        v = np.zeros(arr.shape[0], np.uint64)
+        for k in range(k0, k1 + 1):
+            v = (v << np.uint64(8)) | arr[:, k].astype(np.uint64)
+        v >>= np.uint64(8 * (k1 + 1) - e)
+        return v & np.uint64((1 << w) - 1)
+
+    def _query_chunks(self, q: np.ndarray) -> np.ndarray:
+        x = int.from_bytes(q.tobytes(), "big")
+        return np.array(
+            [(x >> (self.bits - s - w)) & ((1 << w) - 1) for s, w in zip(self._starts, self.widths)],
+            dtype=np.uint64,
+        )
+
+    def _probes(self, radius: int) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk of each probe, XOR mask of each probe) for this radius; cached."""
+        if radius not in self._probe_cache:
+            cs, ms = [], []
+            for j, w in enumerate(self.widths):
+                mk = _masks(w, radius)
+                cs.append(np.full(mk.shape[0], j, np.int64))
+                ms.append(mk)
+            self._probe_cache[radius] = (np.concatenate(cs), np.concatenate(ms))
+        return self._probe_cache[radius]
+
+    def probe_count(self, threshold: int) -> int:
+        """Bucket probes a pigeonhole query at this threshold enumerates."""
+        radius = threshold // self.chunks
+        return sum(_ball(w, radius) for w in self.widths)
+
+    def uses_scan(self, threshold: int) -> bool:
+        """Whether a query at this threshold is answered by the scan (modelled cheaper, or
+        more than MAX_PROBES probes). Without the fallback, too many probes is an error."""
+        if self._n == 0:
+            return True
+        too_many = self.probe_count(threshold) > MAX_PROBES
+        if not self.linear_fallback:
+            if too_many:
+                raise ConfigError(
+                    f"threshold {threshold} with {self.chunks} chunks needs "
+                    f"{self.probe_count(threshold)} probes (> {MAX_PROBES}); enable linear_fallback"
+                )
+            return False
+        scan = _linear_cost(self._n, self.bits) * _ROW_SCAN_FACTOR
+        return too_many or _mih_cost(self._n, self.bits, self.widths, threshold // self.chunks) >= scan
+
+    def candidates(self, h: np.ndarray, threshold: int) -> np.ndarray:
+        """Candidate ids (with repeats) whose some chunk lies within floor(T/m) of the query's."""
+        q = self._check_hash(h)
+        t = self._check_threshold(threshold)
+        if self.probe_count(t) > MAX_PROBES:
+            raise ConfigError(f"threshold {t} needs more than {MAX_PROBES} probes")
+        return self._candidates(q, t)
+
+    def _candidates(self, q: np.ndarray, t: int) -> np.ndarray:
+        chunk, mask = self._probes(t // self.chunks)
+        probe = self._query_chunks(q)[chunk] ^ mask
+        if self._direct:
+            key = np.asarray(self._base, np.int64)[chunk] + probe.astype(np.int64)
+            lo = self._table[key].astype(np.int64)
+            hi = self._table[key + 1].astype(np.int64)
+        else:
+            key = (chunk.astype(np.uint64) << np.uint64(32)) | probe
+            lo = np.searchsorted(self._table, key, "left")
+            hi = np.searchsorted(self._table, key, "right")
+        counts = hi - lo
+        nz = counts > 0
+        lo, counts = lo[nz], counts[nz]
+        total = int(counts.sum())
+        if total == 0:
+            return np.empty(0, np.int64)
+        shift = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+        return self._perm[shift + np.arange(total)]
+
+    def query(self, h: np.ndarray, threshold: int) -> Match:
+        q = self._check_hash(h)
+        t = self._check_threshold(threshold)
+        qw = _to_words(q.reshape(1, -1))[0]
+        if self.uses_scan(t):
+            return _scan(self._rows.T, qw, t)
+        cand = self._candidates(q, t)
+        if cand.size == 0:
+            return _empty_match()
+        d = _distances(np.take(self._rows, cand, axis=0).T, qw, slice(None))
+        keep = d <= t
+        ids, first = np.unique(cand[keep].astype(np.int64), return_index=True)
+        return Match(ids, d[keep][first].astype(np.int32))
+
+    def nearest(self, h: np.ndarray) -> tuple[int, int]:
+        """Grow the threshold in steps of m (radius 0, 1, ...) until something matches; each
+        step is exact, so the first non-empty answer holds the true nearest."""
+        q = self._check_hash(h)
+        if self._n == 0:
+            raise InputError("nearest() on an empty index")
+        radius = 0
+        while True:
+            t = min(self.bits, self.chunks * (radius + 1) - 1)
+            if self.probe_count(t) > MAX_PROBES or (self.linear_fallback and self.uses_scan(t)):
+                return _scan_nearest(self._rows.T, _to_words(q.reshape(1, -1))[0])
+            m = self.query(q, t)
+            if len(m):
+                i = int(np.argmin(m.distances))  # first minimum = lowest id (ids ascending)
+                return int(m.ids[i]), int(m.distances[i])
+            radius += 1
+
+
+INDEXES: dict[str, type[HashIndex]] = {
+    cls.name: cls for cls in (ExactIndex, LinearScanIndex, MultiIndexHashIndex)
+}
+
+
+def get_index(name: str, hashes: np.ndarray, **params: Any) -> HashIndex:
+    """Build the index registered under ``name`` (exact, linear, mih) over ``hashes``."""
+    try:
+        cls = INDEXES[name]
+    except KeyError:
+        raise UnknownNameError("index", name, list(INDEXES)) from None
+    try:
+        return cls.build(hashes, **params)
+    except TypeError as exc:  # an unknown keyword for this index
+        raise ConfigError(f"index {name!r}: {exc}") from None

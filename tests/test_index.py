@@ -1,0 +1,235 @@
+"""Matching indexes: MIH and the linear scan must return exactly the brute-force set.
+
+The brute force here is computed independently with ``np.unpackbits`` (no popcount, no index
+code), so a bug shared by the indexes' Hamming helper would still be caught.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from e2eebench.protocols.errors import ConfigError, InputError, UnknownNameError
+from e2eebench.server.index import (
+    ExactIndex,
+    LinearScanIndex,
+    Match,
+    MultiIndexHashIndex,
+    get_index,
+)
+
+
+def brute(db: np.ndarray, q: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray]:
+    d = (np.unpackbits(db, axis=1) != np.unpackbits(q)[None, :]).sum(axis=1)
+    ids = np.flatnonzero(d <= threshold)
+    return ids, d[ids]
+
+
+def flip(rng: np.random.Generator, h: np.ndarray, k: int) -> np.ndarray:
+    bits = np.unpackbits(h)
+    bits[rng.choice(bits.size, size=k, replace=False)] ^= 1
+    return np.packbits(bits)
+
+
+def make_db(rng: np.random.Generator, n: int, nbytes: int) -> np.ndarray:
+    """Random hashes plus a few planted near-duplicates and an exact duplicate, so thresholds
+    below the random-pair distance still have matches to find."""
+    db = rng.integers(0, 256, size=(n, nbytes), dtype=np.uint8)
+    for i in range(1, min(n, 12)):
+        db[i] = flip(rng, db[0], int(rng.integers(0, 8 * nbytes // 4)))
+    if n > 20:
+        db[20] = db[0]
+    return db
+
+
+def assert_same(m: Match, ids: np.ndarray, dists: np.ndarray) -> None:
+    assert m.ids.dtype == np.int64 and m.distances.dtype == np.int32
+    np.testing.assert_array_equal(m.ids, ids)
+    np.testing.assert_array_equal(m.distances, dists)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    nbytes=st.sampled_from([8, 32]),
+    n=st.integers(1, 2000),
+    threshold=st.integers(0, 64),
+    near_bits=st.integers(0, 64),
+    seed=st.integers(0, 2**32 - 1),
+    chunks=st.one_of(st.none(), st.integers(2, 24)),
+)
+def test_mih_equals_linear_equals_brute(nbytes, n, threshold, near_bits, seed, chunks):
+    rng = np.random.default_rng(seed)
+    db = make_db(rng, n, nbytes)
+    bits = 8 * nbytes
+    if chunks is not None:
+        chunks = max(-(-bits // 32), min(chunks, bits))
+    lin = LinearScanIndex(db)
+    # Forced MIH (no fallback) exercises the pigeonhole path at every threshold; the default
+    # one may fall back to the scan and must agree as well.
+    forced = MultiIndexHashIndex(db, threshold=threshold, chunks=chunks, linear_fallback=False)
+    assume(forced.probe_count(threshold) <= 1 << 14)  # keep the forced enumeration quick
+    auto = get_index("mih", db, threshold=min(threshold, 31))
+    queries = [
+        db[int(rng.integers(n))],
+        flip(rng, db[int(rng.integers(n))], min(near_bits, bits)),
+        rng.integers(0, 256, size=nbytes, dtype=np.uint8),
+    ]
+    for q in queries:
+        ids, dists = brute(db, q, threshold)
+        assert_same(lin.query(q, threshold), ids, dists)
+        assert_same(forced.query(q, threshold), ids, dists)
+        assert_same(auto.query(q, threshold), ids, dists)
+    d_all = (np.unpackbits(db, axis=1) != np.unpackbits(queries[1])[None, :]).sum(axis=1)
+    expect = (int(np.argmin(d_all)), int(d_all.min()))
+    assert lin.nearest(queries[1]) == expect
+    assert forced.nearest(queries[1]) == expect
+    assert auto.nearest(queries[1]) == expect
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    nbytes=st.sampled_from([8, 32]),
+    threshold=st.integers(0, 64),
+    chunks=st.integers(2, 24),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_mih_finds_pigeonhole_edge_cases(nbytes, threshold, chunks, seed):
+    """Worst case for the pigeonhole bound: every chunk differs in exactly floor(T/m) bits
+    (the leftover T mod m bits go to random chunks), so no chunk is closer than the radius."""
+    rng = np.random.default_rng(seed)
+    bits = 8 * nbytes
+    chunks = max(-(-bits // 32), min(chunks, bits))
+    db = rng.integers(0, 256, size=(300, nbytes), dtype=np.uint8)
+    probe = MultiIndexHashIndex(db, chunks=chunks, linear_fallback=False)
+    assume(probe.probe_count(threshold) <= 1 << 14)  # keep the forced enumeration quick
+    radius = threshold // chunks
+    starts = np.cumsum([0] + probe.widths[:-1])
+    pos: list[int] = []
+    for s, w in zip(starts, probe.widths):
+        pos += list(s + rng.choice(w, size=min(radius, w), replace=False))
+    rest = np.setdiff1d(np.arange(bits), pos)
+    pos += list(rng.choice(rest, size=min(threshold - len(pos), rest.size), replace=False))
+    target = int(rng.integers(300))
+    qbits = np.unpackbits(db[target])
+    qbits[pos] ^= 1
+    q = np.packbits(qbits)
+    ids, dists = brute(db, q, threshold)
+    assert target in ids
+    assert_same(probe.query(q, threshold), ids, dists)
+    assert probe.nearest(q) == LinearScanIndex(db).nearest(q)
+
+
+def test_mih_large_thresholds_fall_back_and_stay_exact():
+    rng = np.random.default_rng(7)
+    db = make_db(rng, 1500, 32)
+    mih = MultiIndexHashIndex(db)
+    q = flip(rng, db[3], 40)
+    for t in (64, 100, 128, 200, 256):
+        assert mih.uses_scan(t)
+        assert_same(mih.query(q, t), *brute(db, q, t))
+
+
+def test_forced_mih_refuses_huge_enumeration():
+    db = np.random.default_rng(2).integers(0, 256, size=(10, 8), dtype=np.uint8)
+    forced = MultiIndexHashIndex(db, chunks=2, linear_fallback=False)
+    assert forced.probe_count(64) > 1 << 22
+    with pytest.raises(ConfigError):
+        forced.query(db[0], 64)
+    assert forced.nearest(db[4]) == (4, 0)
+
+
+def test_query_many_matches_query():
+    rng = np.random.default_rng(3)
+    db = make_db(rng, 500, 32)
+    qs = np.stack([flip(rng, db[i], 10) for i in range(5)])
+    for name in ("linear", "mih"):
+        idx = get_index(name, db)
+        for q, m in zip(qs, idx.query_many(qs, 20)):
+            assert_same(m, *brute(db, q, 20))
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(1, 300), nbytes=st.sampled_from([1, 8, 32]), seed=st.integers(0, 2**32 - 1))
+def test_exact_index_is_set_membership(n, nbytes, seed):
+    rng = np.random.default_rng(seed)
+    db = rng.integers(0, 4, size=(n, nbytes), dtype=np.uint8)  # small alphabet: duplicates
+    idx = ExactIndex(db)
+    rows = [bytes(r) for r in db]
+    probes = [db[int(rng.integers(n))], rng.integers(0, 4, size=nbytes, dtype=np.uint8)]
+    for q in probes:
+        expect = np.array([i for i, r in enumerate(rows) if r == bytes(q)], dtype=np.int64)
+        m = idx.query(q, 0)
+        np.testing.assert_array_equal(m.ids, expect)
+        assert (m.distances == 0).all()
+    for q, m in zip(probes, idx.query_many(np.stack(probes), 0)):
+        np.testing.assert_array_equal(m.ids, idx.query(q, 0).ids)
+    assert idx.nearest(probes[1]) == LinearScanIndex(db).nearest(probes[1])
+
+
+def test_exact_index_rejects_fuzzy_threshold():
+    db = np.zeros((3, 32), np.uint8)
+    with pytest.raises(ConfigError):
+        ExactIndex(db).query(db[0], 1)
+
+
+@pytest.mark.parametrize("name", ["exact", "linear", "mih"])
+def test_wrong_length_and_dtype_raise_input_error(name):
+    db = np.random.default_rng(0).integers(0, 256, size=(50, 32), dtype=np.uint8)
+    idx = get_index(name, db)
+    assert len(idx) == 50 and idx.nbytes >= db.nbytes
+    for bad in (np.zeros(31, np.uint8), np.zeros(33, np.uint8), np.zeros((2, 32), np.uint8),
+                np.zeros(32, np.int64)):
+        with pytest.raises(InputError):
+            idx.query(bad, 0)
+        with pytest.raises(InputError):
+            idx.nearest(bad)
+    with pytest.raises(InputError):
+        idx.query_many(np.zeros((2, 16), np.uint8), 0)
+    with pytest.raises(InputError):
+        get_index(name, np.zeros(32, np.uint8))
+    with pytest.raises(ConfigError):
+        idx.query(db[0], -1)
+    with pytest.raises(ConfigError):
+        idx.query(db[0], 257)
+
+
+def test_unknown_index_name():
+    with pytest.raises(UnknownNameError, match="index"):
+        get_index("kd-tree", np.zeros((2, 32), np.uint8))
+
+
+def test_index_does_not_alias_caller_array():
+    rng = np.random.default_rng(1)
+    db = rng.integers(0, 256, size=(100, 8), dtype=np.uint8)
+    q = db[5].copy()
+    idxs = [get_index(n, db) for n in ("exact", "linear", "mih")]
+    db[:] = 0
+    for idx in idxs:
+        assert 5 in idx.query(q, 0).ids
+
+
+@pytest.mark.slow
+def test_mih_scale_equal_and_faster():
+    rng = np.random.default_rng(11)
+    n, t = 200_000, 31
+    db = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
+    lin, mih = LinearScanIndex(db), MultiIndexHashIndex(db, threshold=t)
+    assert not mih.uses_scan(t)
+    qs = [flip(rng, db[int(i)], 15) for i in rng.integers(0, n, 10)]
+    qs += list(rng.integers(0, 256, size=(10, 32), dtype=np.uint8))
+    elapsed = {"lin": 0.0, "mih": 0.0}
+    for q in qs:
+        t0 = time.perf_counter()
+        a = lin.query(q, t)
+        elapsed["lin"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        b = mih.query(q, t)
+        elapsed["mih"] += time.perf_counter() - t0
+        assert_same(b, a.ids, a.distances)
+    for q in qs[:3]:  # spot check against the independent brute force
+        assert_same(a := lin.query(q, t), *brute(db, q, t))
+        assert len(a) >= 1
+    assert elapsed["mih"] < elapsed["lin"]
