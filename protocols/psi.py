@@ -232,7 +232,8 @@ class _PsiBase(Scheme):
     magic_bundle: bytes = b"PSB1"
     magic_voucher: bytes = b"PSV1"
 
-    def _check_load(self) -> None:
+    def __init__(self, hasher, threshold=None, **params):
+        super().__init__(hasher, threshold, **params)
         load = self.p["load"]
         if not 0.05 <= load <= 0.9 or (self.p["n_hashes"] == 2 and load > 0.5):
             raise ConfigError(f"parameter 'load' must be in 0.05..0.9 (at most 0.5 with 2 hash functions), got {load}")
@@ -241,7 +242,6 @@ class _PsiBase(Scheme):
         return [_element(h) for h in db.hashes_for(self.hasher.name)]
 
     def provider_setup(self, db: KnownHashDatabase, ctx: MessageContext) -> tuple[Any, bytes]:
-        self._check_load()
         pt, bundle = build_table(self._elements(db), ctx.rng, self.p["n_hashes"], self.p["load"],
                                  self.magic_bundle)
         return {"table": pt, "seen": set(), **self._provider_extra()}, bundle
