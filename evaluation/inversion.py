@@ -111,7 +111,7 @@ class _Ridge:
 
 
 def fit(kind: str, hasher: Hasher | str = "pdq", exclude: frozenset[str] = frozenset(),
-        n_dead_leaves: int = 800) -> InversionModel:
+        n_dead_leaves: int = 800, with_bundled: bool = True) -> InversionModel:
     """Train the attack; ``exclude`` drops training items that are also evaluation targets.
 
     The ridge penalty is chosen on a 20% validation split of the training corpus (never on
@@ -120,7 +120,7 @@ def fit(kind: str, hasher: Hasher | str = "pdq", exclude: frozenset[str] = froze
     if kind not in KINDS:
         raise ConfigError(f"inversion kind must be one of {', '.join(KINDS)}, got {kind!r}")
     name = hasher if isinstance(hasher, str) else hasher.name
-    ts = training_set(name, n_dead_leaves)
+    ts = training_set(name, n_dead_leaves, with_bundled=with_bundled)
     keep = np.array([i not in exclude for i in ts.ids])
     x = bits_pm1(ts.hashes[keep]) if kind == "hash" else ts.features[keep]
     y = ts.thumbs[keep]

@@ -1,0 +1,99 @@
+"""Leakage probes: inversion beats the no-information baseline; probes read the real views."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from e2eebench.clientside.hashing import get_hasher
+from e2eebench.evaluation import inversion as inv
+from e2eebench.evaluation.corpora import get_corpus
+from e2eebench.evaluation.runner import RunConfig, prepare, run_scheme
+from e2eebench.evaluation.workload import WorkloadConfig
+from e2eebench.protocols.errors import ConfigError
+
+PDQ = get_hasher("pdq")
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    """Images the attacker never trained on (another dead-leaves seed, another size)."""
+    items = get_corpus("dead-leaves", seed=424242, size=128).items(40)
+    thumbs = np.stack([inv.thumbnail(it.image) for it in items])
+    hs = np.stack([PDQ.hash(it.image) for it in items])
+    fs = np.stack([PDQ.features(it.image).astype(np.float16).astype(np.float64) for it in items])
+    return thumbs, hs, fs
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {k: inv.fit(k, PDQ, n_dead_leaves=250, with_bundled=False) for k in inv.KINDS}
+
+
+def test_inversion_beats_mean_image_baseline(held_out, models):
+    thumbs, hs, fs = held_out
+    for kind, m in models.items():
+        assert m.n_train == 250
+        s = inv.score(m.reconstruct(hashes=hs, features=fs), thumbs, m.mean_thumb)
+        assert s.ssim[1] > s.baseline_ssim[2], (kind, s)   # intervals do not overlap
+        assert s.psnr[0] > s.baseline_psnr[0], (kind, s)
+
+
+def test_intermediate_leaks_more_than_the_hash(held_out, models):
+    thumbs, hs, fs = held_out
+    sh = inv.score(models["hash"].reconstruct(hashes=hs), thumbs, models["hash"].mean_thumb)
+    si = inv.score(models["intermediate"].reconstruct(features=fs), thumbs, models["intermediate"].mean_thumb)
+    assert si.ssim[1] > sh.ssim[2]
+
+
+def test_shuffled_inputs_do_not_beat_the_model(held_out, models):
+    """The attack uses the pairing of input and image: shuffled hashes reconstruct worse."""
+    thumbs, hs, _ = held_out
+    m = models["hash"]
+    good = inv.score(m.reconstruct(hashes=hs), thumbs, m.mean_thumb).ssim[0]
+    bad = inv.score(m.reconstruct(hashes=hs[::-1]), thumbs, m.mean_thumb).ssim[0]
+    assert good > bad
+
+
+def test_unknown_view_kind_is_config_error():
+    with pytest.raises(ConfigError):
+        inv.fit("pixels")
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    cfg = RunConfig(image_size=96, n_known=8, n_benign=10, seed=3,
+                    workload=WorkloadConfig(n_accounts=6, days=4, offender_fraction=0.34))
+    return prepare(cfg)
+
+
+def test_probes_read_the_provider_view(small_data):
+    from e2eebench.evaluation.leakage import db_exposure, linkability, membership_oracle
+    hu = run_scheme("hash-upload", small_data)
+    bl = run_scheme("on-device-bloom", small_data)
+    ol = run_scheme("on-device-list", small_data)
+
+    by = lambda ms: {m.metric: m for m in ms}  # noqa: E731
+    link = by(linkability(hu, small_data))
+    assert link["linkability"].n > 0 and link["linkability"].value is not None
+    assert link["linkability"].value > link["linkability_baseline"].value
+    assert by(linkability(bl, small_data))["linkability"].value is None
+
+    assert by(membership_oracle(hu, small_data))["membership_oracle"].value == 0.0
+    orc = by(membership_oracle(bl, small_data))["membership_oracle"]
+    assert orc.value > 0 and orc.text.startswith("offline")
+
+    n = len(small_data.db)
+    assert by(db_exposure(hu, small_data))["db_exposure_bits"].value == 0.0
+    assert by(db_exposure(ol, small_data))["db_exposure_bits"].value == n * 256
+    bloom_bits = by(db_exposure(bl, small_data))["db_exposure_bits"].value
+    assert bloom_bits == pytest.approx(n * np.log2(1 / bl.scheme.p["fpr"]))
+
+
+@pytest.mark.slow
+def test_inversion_probe_on_a_run(small_data):
+    from e2eebench.evaluation.leakage import inversion
+    for name in ("hash-upload", "partial-hash"):
+        ms = {m.metric: m for m in inversion(run_scheme(name, small_data), small_data)}
+        assert ms["inversion_ssim"].value > ms["inversion_ssim_baseline"].value
+    ms = {m.metric: m for m in inversion(run_scheme("on-device-bloom", small_data), small_data)}
+    assert ms["inversion_ssim"].value is None and ms["inversion_ssim"].text == "no hash in provider view"
