@@ -345,6 +345,7 @@ h1{font-size:20px}h2{font-size:16px;margin-top:28px}
 table{border-collapse:collapse;margin:8px 0 16px 0}
 th,td{border:1px solid #bbb;padding:4px 7px;vertical-align:top;text-align:left}
 th{background:#f2f2f2;font-weight:600}
+td:first-child{white-space:nowrap;font-weight:600}
 td.num{text-align:right;white-space:nowrap}
 td.num small{display:block;color:#333;font-size:11px}
 tr.unit th{font-weight:normal;font-style:italic;font-size:12px;background:#fafafa}
