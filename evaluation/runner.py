@@ -176,7 +176,7 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
 
     messages = wl.messages
     sampled = None
-    if cfg.profile == "quick" and scheme.quick_sample and len(wl.image_messages) > scheme.quick_sample:
+    if cfg.profile in ("quick", "conformance") and scheme.quick_sample and len(wl.image_messages) > scheme.quick_sample:
         messages = sample_messages(wl, scheme.quick_sample, cfg.seed)
         sampled = (len(messages), len(wl.image_messages))
     raw: list[tuple] = []

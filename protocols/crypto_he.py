@@ -98,6 +98,8 @@ __all__ = [
     "CkksParams",
     "CkksKeyHolder",
     "CkksMatcher",
+    "CkksQueryEncryptor",
+    "device_bundle_of",
     "unit_normalise",
     "measure_he_hamming",
     "measure_he_cosine",
@@ -402,12 +404,51 @@ class HammingKeyHolder:
         return self.decrypt_detail(result).match
 
 
+DEVICE_TAG_BFV = b"E2HBFVdv"
+DEVICE_TAG_CKKS = b"E2HCKKdv"
+
+
+def device_bundle_of(public_bundle: bytes) -> bytes:
+    """The part of a key holder's public bundle an encrypting device needs: parameters and
+    public key only (no relinearization or Galois keys: the device never evaluates)."""
+    if isinstance(public_bundle, (bytes, bytearray)) and bytes(public_bundle[:8]) == _BfvPublic.TAG:
+        parts = _unframe(_BfvPublic.TAG, public_bundle, "BFV public bundle", 4)
+        return _frame(DEVICE_TAG_BFV, parts[:2])
+    parts = _unframe(_CkksPublic.TAG, public_bundle, "CKKS public bundle", 3)
+    return _frame(DEVICE_TAG_CKKS, parts[:2])
+
+
+class _BfvEncryptOnly:
+    """Parameters and public key from a device bundle (or from a full public bundle)."""
+
+    def __init__(self, bundle: bytes, params: BfvParams):
+        if isinstance(bundle, (bytes, bytearray)) and bytes(bundle[:8]) == _BfvPublic.TAG:
+            bundle = device_bundle_of(bundle)
+        parts = _unframe(DEVICE_TAG_BFV, bundle, "BFV device bundle", 2)
+        parms = _from_bytes(lambda: seal.EncryptionParameters(seal.SCHEME_TYPE.BFV), None, parts[0], "BFV parameters")
+        expected = _bfv_parms(params)
+        if (
+            parms.scheme() != seal.SCHEME_TYPE.BFV
+            or parms.poly_modulus_degree() != expected.poly_modulus_degree()
+            or parms.plain_modulus().value() != expected.plain_modulus().value()
+            or [m.value() for m in parms.coeff_modulus()] != [m.value() for m in expected.coeff_modulus()]
+        ):
+            raise MalformedMessage("BFV device bundle: parameters differ from the agreed parameter set")
+        self.ctx = _context(expected)
+        self.pk = _from_bytes(seal.PublicKey, self.ctx, parts[1], "BFV public key")
+        self.encoder = seal.BatchEncoder(self.ctx)
+
+
 class HammingQueryEncryptor:
-    """Public-key query encryption for a device that does not hold the secret key."""
+    """Public-key query encryption for a device that does not hold the secret key.
+
+    Accepts the device bundle (parameters + public key, see :func:`device_bundle_of`) or the
+    full public bundle; only the public key is used.
+    """
 
     def __init__(self, public_bundle: bytes, params: BfvParams | None = None):
         self.params = params or BfvParams()
-        self._pub = _BfvPublic(public_bundle, self.params)
+        self._pub = _BfvEncryptOnly(public_bundle, self.params)
         self._encryptor = seal.Encryptor(self._pub.ctx, self._pub.pk)
 
     def encrypt_query(self, x: np.ndarray) -> bytes:
@@ -747,6 +788,39 @@ class CkksKeyHolder:
     def decrypt_verdict(self, result: bytes) -> bool:
         """True iff some slot decrypts positive: some cosine similarity above the threshold."""
         return bool(np.any(self.decrypt_values(result) > 0))
+
+
+class CkksQueryEncryptor:
+    """Public-key CKKS query encryption for a device that does not hold the secret key."""
+
+    def __init__(self, bundle: bytes, params: CkksParams | None = None):
+        self.params = params or CkksParams()
+        if isinstance(bundle, (bytes, bytearray)) and bytes(bundle[:8]) == _CkksPublic.TAG:
+            bundle = device_bundle_of(bundle)
+        parts = _unframe(DEVICE_TAG_CKKS, bundle, "CKKS device bundle", 2)
+        parms = _from_bytes(lambda: seal.EncryptionParameters(seal.SCHEME_TYPE.CKKS), None, parts[0], "CKKS parameters")
+        expected = _ckks_parms(self.params)
+        if (
+            parms.scheme() != seal.SCHEME_TYPE.CKKS
+            or parms.poly_modulus_degree() != expected.poly_modulus_degree()
+            or [m.value() for m in parms.coeff_modulus()] != [m.value() for m in expected.coeff_modulus()]
+        ):
+            raise MalformedMessage("CKKS device bundle: parameters differ from the agreed parameter set")
+        self.ctx = _context(expected)
+        pk = _from_bytes(seal.PublicKey, self.ctx, parts[1], "CKKS public key")
+        self._encryptor = seal.Encryptor(self.ctx, pk)
+        self._encoder = seal.CKKSEncoder(self.ctx)
+
+    def encrypt_query(self, v: np.ndarray) -> bytes:
+        v = np.asarray(v, dtype=np.float64)
+        if v.shape != (self.params.dim,):
+            raise InputError(f"query features: expected shape ({self.params.dim},), got {v.shape}")
+        u = unit_normalise(v, "query features")
+        pt = seal.Plaintext()
+        self._encoder.encode(np.tile(u, self.params.slots // self.params.dim).tolist(), 2.0 ** self.params.scale_bits, pt)
+        ct = seal.Ciphertext()
+        self._encryptor.encrypt(pt, ct)
+        return _frame(CkksKeyHolder.QTAG, [_to_bytes(ct)])
 
 
 class CkksMatcher:

@@ -14,6 +14,7 @@ SCHEME_MODULES = [
     "enclave",
     "hashupload",
     "psi",
+    "he",
     "psi_openmined",
 ]
 for _m in SCHEME_MODULES:
