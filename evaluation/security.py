@@ -1,0 +1,152 @@
+"""Per-scheme security profile: which attacks apply, and the measured success rates.
+
+Applicability is measured from each scheme's real roles, not read from its metadata:
+
+- oracle class (:mod:`attack_oracle`): offline / online / none;
+- ``list_hashes_exposed``: do the list's hashes appear verbatim in the device bundle (the
+  collision attacker's targets)? A byte search of the bundle for every list hash;
+- dishonest-client outcomes (:mod:`attack_dishonest`);
+- ``list_auditable``: does the device end up holding a commitment to the list that is the
+  same for every honest setup (so it can be published) and changes when one entry is
+  added (a targeted list)? Probed with two independent setups and one modified list.
+
+Evasion and collision rates belong to the hasher, not the protocol: every scheme here uses
+a public perceptual-hash algorithm, so white-box evasion applies to all of them (the
+attacker runs the algorithm himself). A collision needs a target hash: measured once per
+hasher and attached to every scheme with ``applies`` saying whether that scheme hands the
+attacker the targets (otherwise the rate holds only if hashes leak).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from e2eebench.clientside.hashing import Hasher
+from e2eebench.evaluation.attack_dishonest import MANIPULATIONS, probe_dishonest, relay_swap_detected
+from e2eebench.evaluation.attack_oracle import candidate_pool, run_oracle, tiny_setup
+from e2eebench.evaluation.store import Measurement
+from e2eebench.protocols.errors import ProtocolError
+from e2eebench.protocols.registry import scheme_class
+from e2eebench.server.database import KnownHashDatabase
+
+Progress = Callable[[str, int, int], None]
+
+
+def hashes_in_bundle(name: str, hasher: Hasher, db: KnownHashDatabase, seed: int = 0) -> bool:
+    """True if every list hash occurs verbatim in the scheme's device bundle."""
+    scheme = scheme_class(name)(hasher)
+    from e2eebench.evaluation.attack_oracle import make_ctx
+    from e2eebench.protocols.channel import PROVIDER, Channel, PartyClock
+    _, bundle = scheme.provider_setup(db, make_ctx(Channel(), PartyClock(), "setup", PROVIDER, seed))
+    hs = db.hashes_for(hasher.name)
+    return bool(len(hs)) and all(h.tobytes() in bundle for h in hs)
+
+
+def _find_root(state: Any, depth: int = 2) -> bytes | None:
+    """The list commitment a device state holds (a ``root`` key or attribute, one level deep)."""
+    r = state.get("root") if isinstance(state, dict) else getattr(state, "root", None)
+    if isinstance(r, bytes) or depth == 0:
+        return r if isinstance(r, bytes) else None
+    inner = state.values() if isinstance(state, dict) else getattr(state, "__dict__", {}).values()
+    for v in inner:
+        if not isinstance(v, (bytes, str, int, float)) and (r := _find_root(v, depth - 1)) is not None:
+            return r
+    return None
+
+
+def audit_probe(name: str, hasher: Hasher, known: list, extra: Any, seed: int = 0) -> tuple[bool, str]:
+    """Can a device compare the list it holds with a published digest (and catch a targeted list)?"""
+    db = KnownHashDatabase.from_images(known, [hasher])
+    db2 = KnownHashDatabase.from_images(list(known) + [extra], [hasher])
+
+    def root(d: KnownHashDatabase, s: int):
+        try:
+            st = tiny_setup(name, hasher, d, s)[2]
+        except ProtocolError as e:
+            return f"error:{type(e).__name__}"
+        return _find_root(st)
+
+    r1, r2, r3 = root(db, seed), root(db, seed + 1), root(db2, seed)
+    if not isinstance(r1, bytes):
+        return False, "the device holds no list commitment to compare with a published digest"
+    if r1 != r2:
+        return False, "the device's list commitment differs between honest setups (cannot be published)"
+    if r1 == r3:
+        return False, "the commitment does not change when an entry is added"
+    return True, "device recomputes a root digest; a published root exposes a modified or targeted list"
+
+
+def scheme_profile(name: str, hasher: Hasher, pool: tuple, seed: int = 0) -> dict:
+    """Measured applicability and dishonest-client outcomes for one scheme."""
+    known, unrelated, _ = pool
+    small = known[:6]
+    o = run_oracle(name, hasher, pool_data=pool, seed=seed)
+    db = KnownHashDatabase.from_images(small, [hasher])
+    exposed = hashes_in_bundle(name, hasher, db, seed)
+    dis = probe_dishonest(name, hasher, small, unrelated[:2], seed)
+    auditable, why = audit_probe(name, hasher, small, unrelated[2], seed)
+    return {"scheme": name, "oracle": o, "hashes_exposed": exposed, "dishonest": dis,
+            "auditable": auditable, "audit_reason": why, "e2ee": scheme_class(name).e2ee}
+
+
+def profile_measurements(profiles: list[dict], hasher: Hasher, evasion: dict[str, dict],
+                         collision: dict | None, relay: dict[str, bool]) -> list[Measurement]:
+    """Turn profiles and the hasher's attack summaries into store measurements per scheme."""
+    out: list[Measurement] = []
+    for p in profiles:
+        s = p["scheme"]
+        base = {"hasher": hasher.name}
+        o = p["oracle"]
+        out.append(Measurement(s, "membership_oracle_class", None, "text", 1, params=base,
+                               text=f"{o.oracle}: {o.reason}"))
+        if o.oracle == "offline":
+            out.append(Measurement(s, "oracle_queries_per_s", o.queries_per_s, "1/s", o.candidates,
+                                   params=base | {"list": o.list_size, "candidates": o.candidates}))
+            out.append(Measurement(s, "oracle_list_confirmed", o.confirmed_jpeg / o.list_size, "rate",
+                                   o.list_size, params=base | {"copies": "jpeg q=75"},
+                                   text=f"exact copies confirmed {o.confirmed_exact}/{o.list_size}; "
+                                        f"false hits {o.false_hits}"))
+        else:
+            out.append(Measurement(s, "oracle_queries_per_s", None, "1/s", 0, params=base,
+                                   text=o.reason, label="measured"))
+        out.append(Measurement(s, "list_hashes_exposed", float(p["hashes_exposed"]), "bool", 1, params=base))
+        for m in MANIPULATIONS[1:]:
+            v = p["dishonest"].noticed(m)
+            out.append(Measurement(s, f"payload_{m}_detected", None if v is None else float(v), "bool", 1,
+                                   params=base, text=p["dishonest"].outcomes.get(m)))
+        out.append(Measurement(s, "list_auditable", float(p["auditable"]), "bool", 1, params=base,
+                               text=p["audit_reason"]))
+        if p["e2ee"]:
+            out.append(Measurement(s, "relay_payload_swap_detected", float(all(relay.values())), "bool",
+                                   len(relay), params=base, text=", ".join(f"{k}: {v}" for k, v in relay.items())))
+        for mode, e in evasion.items():
+            out.append(Measurement(s, "evasion_success_rate", e["success_rate"], "rate", e["n"], e["ci_low"],
+                                   e["ci_high"], base | {"mode": mode, "budget": e["budget"], "applies": True},
+                                   text="hash algorithm public: the attacker runs it himself"))
+            if e["psnr_db"]["median"] is not None:
+                out.append(Measurement(s, "evasion_psnr_db", e["psnr_db"]["median"], "dB", e["successes"],
+                                       e["psnr_db"]["p10"], e["psnr_db"]["p90"], base | {"mode": mode, "stat": "median [p10, p90]"}))
+                out.append(Measurement(s, "evasion_ssim", e["ssim"]["median"], "ssim", e["successes"],
+                                       e["ssim"]["p10"], e["ssim"]["p90"], base | {"mode": mode, "stat": "median [p10, p90]"}))
+        if collision is not None:
+            applies = p["hashes_exposed"]
+            out.append(Measurement(s, "collision_success_rate", collision["success_rate"], "rate", collision["n"],
+                                   collision["ci_low"], collision["ci_high"],
+                                   base | {"mode": collision["mode"], "budget": collision["budget"], "applies": applies},
+                                   text=None if applies else "targets not in the bundle: holds only if list hashes leak"))
+            sec = collision.get("with_secret_second_hash")
+            if sec:
+                out.append(Measurement(s, "collision_success_rate_second_hash", sec["success_rate"], "rate",
+                                       sec["n"], sec["ci_low"], sec["ci_high"],
+                                       base | {"second_hasher": sec["second_hasher"], "applies": applies}))
+    return out
+
+
+def run_profile(names: list[str], hasher: Hasher, evasion: dict[str, dict], collision: dict | None,
+                seed: int = 0, n_candidates: int = 300, progress: Progress | None = None) -> tuple[list[dict], list[Measurement]]:
+    pool = candidate_pool(hasher, 20, n_candidates, seed)
+    profiles = []
+    for i, n in enumerate(names):
+        profiles.append(scheme_profile(n, hasher, pool, seed))
+        if progress:
+            progress("security profile", i + 1, len(names))
+    return profiles, profile_measurements(profiles, hasher, evasion, collision, relay_swap_detected(seed))
