@@ -129,7 +129,7 @@ def bench_bundle(sizes: list[int], *, seed: int = 0, fpr: float = 1e-6, measure_
     done = 0
     for n in sizes:
         grown = max(1, math.ceil(n * 0.01))
-        small = n <= max(measure_max, psi_max)
+        small = n <= max(measure_max, psi_max, 10**6)  # up to 10^6 the hashes fit in memory
         if small:
             db = synthetic_db(n + grown, seed)
             hs_all = db.hashes["pdq"]
@@ -160,7 +160,7 @@ def bench_bundle(sizes: list[int], *, seed: int = 0, fpr: float = 1e-6, measure_
                 lsh = name == "on-device-lsh-bloom"
                 if not lsh:
                     n_keys = n
-                elif small:
+                elif hs_all is not None:
                     n_keys = _chunk_keys(hs_all[:n], lsh_chunks)
                 else:
                     n_keys = _synthetic_chunk_keys(n, seed, lsh_chunks)

@@ -194,3 +194,20 @@ def test_malformed_payloads_raise_typed_errors(case, name):
         with pytest.raises(MalformedMessage):
             s.provider_receive(pstate, seal(key, nan, info=info, ad=ad), ctx("m3"))
     s.provider_receive(pstate, b"", ctx("m4"))  # text-only message: nothing learned
+
+
+# -- bundle bench ------------------------------------------------------------------------------
+def test_bench_bundle_empty_filter_size_equals_built_bundle():
+    """Above measure_max the Bloom rows use an empty filter of the right capacity; that must be
+    the very size the scheme's own setup produces at that list size."""
+    from e2eebench.evaluation.bench_device import bench_bundle
+    small = {(r["scheme"], r["list_size"]): r for r in bench_bundle([300, 1200], measure_max=1200, psi_max=0)}
+    big = {(r["scheme"], r["list_size"]): r for r in bench_bundle([300, 1200], measure_max=300, psi_max=0)}
+    for name in ("on-device-bloom", "on-device-lsh-bloom", "hash-upload", "partial-hash"):
+        assert big[(name, 1200)]["bundle_label"] != "measured"
+        assert big[(name, 1200)]["bundle_bytes"] == small[(name, 1200)]["bundle_bytes"], name
+    assert small[("on-device-list", 1200)]["bundle_bytes"] > 32 * 1200
+    assert big[("on-device-list", 1200)]["bundle_bytes"] == small[("on-device-list", 1200)]["bundle_bytes"]
+    assert small[("hash-upload", 1200)]["update_bytes"] == 0
+    with pytest.raises(ConfigError):
+        bench_bundle([0])
