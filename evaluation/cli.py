@@ -28,7 +28,7 @@ bench_app = typer.Typer(no_args_is_help=True, help="Cost sweeps (index, psi, he,
 app.add_typer(bench_app, name="bench")
 
 # modules that add commands: each defines register(app, bench_app)
-CLI_MODULES: list[str] = ["cli_report", "cli_psi", "cli_accuracy", "cli_device"]
+CLI_MODULES: list[str] = ["cli_report", "cli_psi", "cli_accuracy", "cli_device", "cli_attack", "cli_he"]
 
 FormatOpt = typer.Option("table", "--format", "-f", help="table, json, md or csv")
 SeedOpt = typer.Option(0, "--seed", help="seed for every random choice (deterministic runs)")
