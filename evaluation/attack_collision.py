@@ -40,6 +40,8 @@ def whitebox_collision(hasher: Hasher, start: Image.Image, target: np.ndarray, b
                        image_id: str = "", rounds: int = 8, shrink_steps: int = 8,
                        keep_image: bool = False) -> AttackResult:
     """Forge ``start`` so its hash lands within the threshold of ``target`` (white-box)."""
+    from e2eebench.evaluation.attack_evasion import require_whitebox
+    require_whitebox(hasher)
     x = np.asarray(to_rgb(start))
     oracle = Oracle(hasher)
     basis = LowFreqBasis(x.shape[0], x.shape[1], BASIS_SIZE[hasher.name])

@@ -98,6 +98,12 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     return float(structural_similarity(a, b, channel_axis=2, data_range=255))
 
 
+def require_whitebox(hasher: Hasher) -> None:
+    if hasher.name not in WHITEBOX_HASHERS:
+        raise ConfigError(f"white-box attack needs real-valued features; {hasher.name} has none "
+                          f"(white-box hashers: {', '.join(WHITEBOX_HASHERS)})")
+
+
 # -- counted access to the hash ------------------------------------------------------------
 class Oracle:
     """The attacker's access to the hasher; every call is a counted query."""
@@ -247,6 +253,7 @@ def whitebox_attack(hasher: Hasher, image: Image.Image, budget: int = 400, image
                     slack: int = 4, rounds: int = 6, shrink_steps: int = 8,
                     keep_image: bool = False) -> AttackResult:
     """White-box evasion: flip the smallest-margin bits by a least-norm low-frequency push."""
+    require_whitebox(hasher)
     x = np.asarray(to_rgb(image))
     oracle = Oracle(hasher)
     basis = LowFreqBasis(x.shape[0], x.shape[1], BASIS_SIZE[hasher.name])
