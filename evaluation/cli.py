@@ -159,7 +159,8 @@ def run_cmd(quick: bool = typer.Option(False, "--quick", help="the embedded defa
     with progress_bar() as cb:
         result = run(cfg, db=str(db), progress=cb)
     df = result.measurements
-    title = f"run {result.run_id} (seed {cfg.seed}, {cfg.hasher}, {cfg.corpus}, list {len(result.data.db)})"
+    title = (f"run {result.run_id} (seed {cfg.seed}, {cfg.hasher}, {cfg.corpus}, list {len(result.data.db)}, "
+             f"threshold {cfg.threshold}: {result.runs[0].scheme.threshold if result.runs else 'n/a'})")
     echo(render(summary_wide(df), fmt, title=title,
                 records={"run_id": result.run_id, "config": cfg.to_dict(), "schemes": summary_json(df)}))
 
