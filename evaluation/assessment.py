@@ -102,7 +102,8 @@ class Assessment:
                                  "criterion": c.key, "criterion_rating": cc.rating, "metric": m.metric,
                                  "value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high, "unit": m.unit,
                                  "n": m.n if m.measured else None, "rating": m.rating,
-                                 "label": m.label or "not measured", "text": m.text, "params": m.params or None})
+                                 "label": m.label or "not measured", "text": m.text, "params": m.params or None,
+                                 "candidates": m.candidates})
         return pd.DataFrame(rows)
 
 
