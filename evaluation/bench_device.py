@@ -180,11 +180,22 @@ def bench_bundle(sizes: list[int], *, seed: int = 0, fpr: float = 1e-6, measure_
                     else:
                         old_k, new_k = [h.tobytes() for h in hs_all[:n]], [h.tobytes() for h in new]
                     d = _bloom_delta(old_k, new_k, fpr)
-                    delta_per_entry[name] = d / grown
+                    if new_k:
+                        delta_per_entry[name] = d / len(new_k)
                     row["update_bytes"], row["update_label"] = d, "measured"
+                    row["update_new_keys"] = len(new_k)
                 else:
-                    row["update_bytes"] = int(round(delta_per_entry.get(name, float("nan")) * grown)) \
-                        if name in delta_per_entry else None
+                    # per new filter key, times the exact count of keys the 1% growth adds
+                    if not lsh:
+                        n_new = grown
+                    elif hs_all is not None:
+                        n_new = _chunk_keys(hs_all[:n + grown], lsh_chunks) - n_keys
+                    else:
+                        n_new = _synthetic_chunk_keys(n + grown, seed, lsh_chunks) - n_keys
+                    per = delta_per_entry.get(name)
+                    row["update_new_keys"] = n_new
+                    row["update_bytes"] = (min(int(round(per * n_new)), row["bundle_bytes"])
+                                           if per is not None else None)
                     row["update_label"] = "extrapolated"
                 row["update_note"] = "zlib XOR of a filter with 1% headroom (full re-download otherwise)"
             else:

@@ -49,7 +49,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             rows = bench_bundle(parse_sizes(sizes), seed=seed, fpr=fpr, measure_max=measure_max,
                                 psi_max=psi_max, progress=cb)
         cols = ["scheme", "list_size", "bundle_bytes", "bundle_label", "update_bytes", "update_label",
-                "build_s", "filter_keys", "random_match_prob"]
+                "update_new_keys", "build_s", "filter_keys", "random_match_prob"]
         df = pd.DataFrame(rows)
         df = df[[c for c in cols if c in df.columns]]
         echo(render(df, fmt, title=f"bench bundle (synthetic hashes, fpr {fpr:g})", records=rows))
