@@ -104,23 +104,19 @@ class CollisionCase:
         return {**self.result.record(), "target_id": self.target_id, "second_distance": self.second_distance}
 
 
-def run_collisions(hasher: Hasher, n: int, mode: str = "white-box", budget: int = 400, seed: int = 0,
-                   corpus: str = "dead-leaves", second: str | None = "auto",
-                   progress: Progress | None = None) -> list[CollisionCase]:
-    """n attempts: target i = corpus item i (a list entry), start = item n + i (innocuous)."""
-    from e2eebench.evaluation.attack_evasion import corpus_images
+def collide_pairs(hasher: Hasher, pairs: list[tuple[str, Image.Image, str, Image.Image]],
+                  mode: str = "white-box", budget: int = 400, seed: int = 0, second: str | None = "auto",
+                  progress: Progress | None = None) -> list[CollisionCase]:
+    """One attempt per (target id, target image, start id, start image); the target's hash is the goal."""
     if mode not in ("black-box", "white-box"):
         raise ConfigError(f"collision mode must be black-box or white-box, got {mode!r}")
-    items = corpus_images(corpus, 2 * n, seed)
     sec = None if second is None else get_hasher(("phash" if hasher.name == "pdq" else "pdq")
                                                  if second == "auto" else second)
     if sec is not None and sec.name == hasher.name:
         raise ConfigError("the secret second hash must differ from the attacked hasher")
     out = []
     with single_thread():
-        for i in range(n):
-            tid, timg = items[i]
-            sid, simg = items[n + i]
+        for i, (tid, timg, sid, simg) in enumerate(pairs):
             target = hasher.hash(timg)
             if mode == "white-box":
                 r = whitebox_collision(hasher, simg, target, budget, image_id=sid, keep_image=True)
@@ -132,8 +128,18 @@ def run_collisions(hasher: Hasher, n: int, mode: str = "white-box", budget: int 
                 case.second_distance = hamming(sec.hash(Image.fromarray(r.image)), sec.hash(timg))
             out.append(case)
             if progress:
-                progress(f"collision {hasher.name} {mode}", i + 1, n)
+                progress(f"collision {hasher.name} {mode}", i + 1, len(pairs))
     return out
+
+
+def run_collisions(hasher: Hasher, n: int, mode: str = "white-box", budget: int = 400, seed: int = 0,
+                   corpus: str = "dead-leaves", second: str | None = "auto",
+                   progress: Progress | None = None) -> list[CollisionCase]:
+    """n attempts: target i = corpus item i (a list entry), start = item n + i (innocuous)."""
+    from e2eebench.evaluation.attack_evasion import corpus_images
+    items = corpus_images(corpus, 2 * n, seed)
+    pairs = [(items[i][0], items[i][1], items[n + i][0], items[n + i][1]) for i in range(n)]
+    return collide_pairs(hasher, pairs, mode, budget, seed, second, progress)
 
 
 def threshold_success(p: float, attempts: int, t: int) -> float:

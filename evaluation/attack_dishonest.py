@@ -90,17 +90,14 @@ def probe_dishonest(name: str, hasher: Hasher, known: list, other: list, seed: i
             payload = prepared["honest"]
         elif m == "garble":
             payload = _flip(honest, rng) if honest else None
-        elif m == "forge":
-            payload = rng.bytes(len(honest)) if honest else None
+        elif m == "forge":  # same length as the honest payload (or 32 bytes where that is empty)
+            payload = rng.bytes(len(honest) or 32)
         else:  # substitute: a well-formed payload computed from an unrelated image
             payload = prepare(other[0].image, ctx)
         plan.append((m, (mid, img, payload, honest, ctx)))
 
     for m, (mid, img, payload, honest, ctx) in plan:
         if payload is None:
-            res.outcomes[m] = "n/a: honest payload is empty for this image"
-            continue
-        if m == "strip" and not honest:
             res.outcomes[m] = "n/a: honest payload is empty for this image"
             continue
         body = None if scheme.e2ee else MessageBody(image=encode_png(img))

@@ -150,3 +150,77 @@ def run_profile(names: list[str], hasher: Hasher, evasion: dict[str, dict], coll
         if progress:
             progress("security profile", i + 1, len(names))
     return profiles, profile_measurements(profiles, hasher, evasion, collision, relay_swap_detected(seed))
+
+
+# -- per-run metrics: the security column of every `run` ------------------------------------
+RUN_ATTACK_IMAGES = 4      # images per hasher attack inside a run (the CLI measures hundreds)
+SLOW_FAMILIES = ("he",)    # HE setups cost tens of seconds: probed by `attack profile` only
+_RUN_CACHE: dict[tuple, tuple[dict, dict | None]] = {}
+
+
+def _run_attacks(data) -> tuple[dict, dict | None]:
+    """White-box evasion and collision on the run's own list images, once per run data."""
+    from e2eebench.evaluation.attack_collision import collide_pairs, summarise_collisions
+    from e2eebench.evaluation.attack_evasion import WHITEBOX_HASHERS, run_evasion, summarise
+    h = data.hasher
+    known = data.known[:RUN_ATTACK_IMAGES]
+    key = (h.name, data.config.seed, tuple(k.id for k in known), tuple(b.id for b in data.benign[:len(known)]))
+    if key not in _RUN_CACHE:
+        imgs = [(k.id, k.image) for k in known]
+        if h.name in WHITEBOX_HASHERS:
+            ev = {"white-box": summarise(run_evasion(h, imgs, "white-box", 400, data.config.seed), h, 400)}
+            pairs = [(k.id, k.image, b.id, b.image) for k, b in zip(known, data.benign)]
+            col = summarise_collisions(collide_pairs(h, pairs, "white-box", 400, data.config.seed), h, 400)
+        else:
+            ev = {"black-box": summarise(run_evasion(h, imgs, "black-box", 200, data.config.seed), h, 200)}
+            col = None
+        _RUN_CACHE.clear()
+        _RUN_CACHE[key] = (ev, col)
+    return _RUN_CACHE[key]
+
+
+def run_security_metrics(run, data) -> list[Measurement]:
+    """Security measurements for one scheme of a run (attack rates on the run's list images,
+    dishonest-client and audit probes through the scheme's own roles)."""
+    name, h = run.name, data.hasher
+    ev, col = _run_attacks(data)
+    small, other = data.known[:3], data.benign[:3]
+    if scheme_class(name).family in SLOW_FAMILIES:
+        why = "not probed inside a run (HE setup cost): e2eebench attack profile --schemes " + name
+        ms = [Measurement(name, m, None, "bool", 0, params={"hasher": h.name}, text=why, label="declared")
+              for m in ("payload_strip_detected", "payload_forge_detected", "list_auditable")]
+        return ms + _attack_rows(name, h, ev, col, applies=None)
+    db = KnownHashDatabase.from_images(small, [h])
+    exposed = hashes_in_bundle(name, h, db, data.config.seed)
+    dis = probe_dishonest(name, h, small, other[:2], data.config.seed)
+    auditable, why = audit_probe(name, h, small, other[2], data.config.seed)
+    base = {"hasher": h.name}
+    out = [Measurement(name, "list_hashes_exposed", float(exposed), "bool", 1, params=base),
+           Measurement(name, "list_auditable", float(auditable), "bool", 1, params=base, text=why)]
+    for m in MANIPULATIONS[1:]:
+        v = dis.noticed(m)
+        out.append(Measurement(name, f"payload_{m}_detected", None if v is None else float(v), "bool", 1,
+                               params=base | dis.params, text=dis.outcomes.get(m)))
+    return out + _attack_rows(name, h, ev, col, applies=exposed)
+
+
+def _attack_rows(name: str, h: Hasher, ev: dict, col: dict | None, applies: bool | None) -> list[Measurement]:
+    base = {"hasher": h.name}
+    out = []
+    for mode, e in ev.items():
+        out.append(Measurement(name, "evasion_success_rate", e["success_rate"], "rate", e["n"], e["ci_low"],
+                               e["ci_high"], base | {"mode": mode, "budget": e["budget"]},
+                               text="hash algorithm public: the attacker runs it himself"))
+        if e["psnr_db"]["median"] is not None:
+            out.append(Measurement(name, "evasion_psnr_db", e["psnr_db"]["median"], "dB", e["successes"],
+                                   e["psnr_db"]["p10"], e["psnr_db"]["p90"], base | {"mode": mode}))
+    if col is not None:
+        out.append(Measurement(name, "collision_success_rate", col["success_rate"], "rate", col["n"],
+                               col["ci_low"], col["ci_high"], base | {"mode": col["mode"], "applies": applies},
+                               text=None if applies else "targets not in the bundle: holds if list hashes leak"))
+    return out
+
+
+from e2eebench.evaluation.metrics import EXTRA_METRICS  # noqa: E402 - registration on import
+
+EXTRA_METRICS.append(run_security_metrics)
