@@ -174,6 +174,9 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
         devices[a.id] = Messenger(idents[a.id], directory, scheme, dstate)
     relay = Relay(scheme, pstate, prov, directory)
 
+    def endpoint(label: str, request: bytes, c: MessageContext) -> bytes:
+        return scheme.provider_answer(pstate, label, request, c)
+
     messages = wl.messages
     sampled = None
     if cfg.profile in ("quick", "conformance") and scheme.quick_sample and len(wl.image_messages) > scheme.quick_sample:
@@ -181,7 +184,8 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
         sampled = (len(messages), len(wl.image_messages))
     raw: list[tuple] = []
     for i, m in enumerate(messages):
-        ctx = MessageContext(m.id, m.sender, channel, clock, np.random.default_rng([cfg.seed, _seed_of(name, m.id)]))
+        ctx = MessageContext(m.id, m.sender, channel, clock, np.random.default_rng([cfg.seed, _seed_of(name, m.id)]),
+                             endpoints={PROVIDER: endpoint})
         before = clock.snapshot()
         ok: bool | None = None
         with channel.exchange(m.id):

@@ -10,7 +10,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 DEVICE = "device"          # the sending device
 RECIPIENT = "recipient"    # the receiving device
@@ -150,6 +150,8 @@ class MessageContext:
     clock: PartyClock
     rng: Any  # numpy.random.Generator
     extra: dict[str, Any] = field(default_factory=dict)
+    # interactive endpoints: party -> handler(label, request bytes, ctx) -> response bytes
+    endpoints: dict[str, Callable[[str, bytes, "MessageContext"], bytes]] = field(default_factory=dict)
 
     @property
     def ledger(self) -> Ledger:
@@ -157,6 +159,17 @@ class MessageContext:
 
     def send(self, sender: str, receiver: str, label: str, data: bytes) -> bytes:
         return self.channel.send(sender, receiver, label, data)
+
+    def call(self, sender: str, receiver: str, label: str, request: bytes) -> bytes:
+        """One request/response round: bytes out, the receiver's handler on its clock, bytes back."""
+        from e2eebench.protocols.errors import ProtocolError
+        handler = self.endpoints.get(receiver)
+        if handler is None:
+            raise ProtocolError(f"{receiver} offers no interactive endpoint")
+        delivered = self.send(sender, receiver, label, request)
+        with self.role(receiver):
+            response = handler(label, delivered, self)
+        return self.send(receiver, sender, label + ":response", response)
 
     def learn(self, party: str, kind: str, value: Any, message_id: str | None = None) -> None:
         self.ledger.learn(party, kind, value, message_id or self.message_id)

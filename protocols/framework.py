@@ -9,7 +9,10 @@ setup     ``provider_setup(db, ctx) -> (provider_state, bundle_bytes)``; the hos
 message   ``device_prepare(device_state, image, ctx) -> Prepared`` (the detection
           payload that rides in the E2EE envelope, or a refusal to send), then on the
           provider ``provider_receive(provider_state, payload, ctx, body)``; ``body`` is
-          the decrypted message only for schemes without end-to-end encryption.
+          the decrypted message only for schemes without end-to-end encryption. A device
+          that needs an answer first (client-learns PSI) calls ``ctx.call(DEVICE, PROVIDER,
+          label, request)``, which reaches ``provider_answer(provider_state, label, request,
+          ctx)`` on the provider's clock; both directions are counted on the channel.
 period    ``provider_finalize(provider_state, ctx)`` at the end of the run (threshold
           schemes release verdicts there).
 
@@ -139,6 +142,11 @@ class Scheme(ABC):
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext,
                          body: Any | None = None) -> None:
         """Provider role for one message's detection payload."""
+
+    def provider_answer(self, state: Any, label: str, request: bytes, ctx: MessageContext) -> bytes:
+        """The provider's interactive endpoint, reached from a device with ``ctx.call``."""
+        from e2eebench.protocols.errors import MalformedMessage
+        raise MalformedMessage(f"{self.name} offers no interactive provider endpoint")
 
     def provider_finalize(self, state: Any, ctx: MessageContext) -> None:
         """End-of-period step (e.g. threshold reconstruction); default: nothing."""

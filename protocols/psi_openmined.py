@@ -77,8 +77,6 @@ class PsiClientLearns(Scheme):
         super().__init__(hasher, threshold, **params)
         if not 0 < self.p["fpr"] < 0.5:
             raise ConfigError(f"parameter 'fpr' must be in (0, 0.5), got {self.p['fpr']}")
-        # the simulated network: address (bundle digest) -> the provider's endpoint state
-        self._endpoints: dict[bytes, dict] = {}
 
     # -- provider ---------------------------------------------------------------------------
     def provider_setup(self, db: KnownHashDatabase, ctx: MessageContext) -> tuple[Any, bytes]:
@@ -90,21 +88,18 @@ class PsiClientLearns(Scheme):
         fields = [self.hasher.name.encode(), setup.SerializeToString(), keys.public_bytes]
         root = hashlib.sha256(b"".join(fields)).digest()
         state = {"server": server, "keys": keys, "address": root}
-        self._endpoints[root] = state
         return state, wire.pack(b"OMP1", fields + [root])
 
-    def _respond(self, address: bytes, request: bytes, ctx: MessageContext) -> bytes:
-        """The provider's endpoint: bytes in, bytes out, on the provider's clock."""
-        with ctx.role(PROVIDER):
-            state = self._endpoints.get(address)
-            if state is None:
-                raise MalformedMessage("psi-client-learns: no provider endpoint for this bundle")
-            req = parse_proto("Request", request, "PSI request")
-            try:
-                resp = state["server"].ProcessRequest(req)
-            except RuntimeError as e:
-                raise MalformedMessage(f"PSI request rejected by the server ({e})") from None
-            return resp.SerializeToString()
+    def provider_answer(self, state: Any, label: str, request: bytes, ctx: MessageContext) -> bytes:
+        """The provider's endpoint: one PSI request in, one response out (provider's clock)."""
+        if label != "psi-request":
+            raise MalformedMessage(f"psi-client-learns: unexpected request {label!r}")
+        req = parse_proto("Request", request, "PSI request")
+        try:
+            resp = state["server"].ProcessRequest(req)
+        except RuntimeError as e:
+            raise MalformedMessage(f"PSI request rejected by the server ({e})") from None
+        return resp.SerializeToString()
 
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
         if not payload:
@@ -134,8 +129,7 @@ class PsiClientLearns(Scheme):
     def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
         x = self.hasher.hash(image).tobytes()
         request = state["client"].CreateRequest([x]).SerializeToString()
-        up = ctx.send(DEVICE, PROVIDER, "psi-request", request)
-        down = ctx.send(PROVIDER, DEVICE, "psi-response", self._respond(state["address"], up, ctx))
+        down = ctx.call(DEVICE, PROVIDER, "psi-request", request)
         resp = parse_proto("Response", down, "PSI response")
         try:
             match = state["client"].GetIntersectionSize(state["setup"], resp) > 0
