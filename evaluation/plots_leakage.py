@@ -1,7 +1,7 @@
 """Figure of example reconstructions: what a provider rebuilds from a hash vs a DCT block.
 
 Rows: the true 32x32 thumbnail, the ridge inversion from PDQ's 256 bits (``hash-upload``),
-from the 256 float16 DCT values (``partial-hash``), and the mean-image baseline. Columns are
+from the 256 float32 DCT values (``partial-hash``, its default wire form), and the mean-image baseline. Columns are
 held-out images: bundled photographs removed from the attacker's training set together with
 their crops, and dead-leaves images from a seed the attacker never saw. Each panel carries
 its SSIM against the truth.
@@ -47,7 +47,7 @@ def inversion_examples(photos: tuple[str, ...] = DEFAULT_PHOTOS, n_dead_leaves: 
                for i, it in enumerate(get_corpus("dead-leaves", seed=seed, size=256).items(n_dead_leaves))]
     truth = np.stack([inv.thumbnail(im) for _, im in images])
     hs = np.stack([pdq.hash(im) for _, im in images])
-    fs = np.stack([pdq.features(im).astype(np.float16).astype(np.float64) for _, im in images])
+    fs = np.stack([pdq.features(im).astype(np.float32).astype(np.float64) for _, im in images])
     mh = inv.cached_model("hash", "pdq", exclude)
     mi = inv.cached_model("intermediate", "pdq", exclude)
     rh, ri = mh.reconstruct(hashes=hs), mi.reconstruct(features=fs)

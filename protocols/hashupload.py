@@ -8,8 +8,8 @@ set as a linear scan). The device holds no list: no offline membership oracle, n
 exposure -- but the provider sees every benign image's hash.
 
 ``partial-hash`` ("on-device partial hashing, the rest at the server"): the device runs PDQ
-up to the 16x16 DCT block (the 256 real values before the median step), quantises them and
-seals them; the provider completes the hash by thresholding at the median exactly as PDQ
+up to the 16x16 DCT block (the 256 real values before the median step), encodes them
+(float32 by default: lossless) and seals them; the provider completes the hash by thresholding at the median exactly as PDQ
 does, then matches. The provider now sees more than the hash: magnitudes, not only signs,
 which is what the inversion attack in ``evaluation/inversion.py`` measures.
 """
@@ -122,8 +122,10 @@ class PartialHash(_ProviderMatchBase):
     trust = "provider (sees every image's DCT block; trusted not to invert or link it)"
     description = ("Device sends PDQ's 256 DCT values before the median step, sealed; provider "
                    "thresholds at the median and matches with MIH")
-    params = (Param("quant", "float16", "wire encoding of the 256 values: float16 (512 B) or float32 (1 KiB)",
-                    tuple(QUANT), str),)
+    # float32 is lossless (PDQ computes in single precision), so the completed hash equals
+    # PDQ's bit for bit; float16 halves the bytes but flipped one bit in 1 of 205 quick-run images
+    params = (Param("quant", "float32", "wire encoding of the 256 values: float32 (1 KiB, lossless) or "
+                    "float16 (512 B, may flip a bit next to the median)", tuple(QUANT), str),)
 
     def __init__(self, hasher: Hasher, threshold: int | None = None, **params: Any):
         super().__init__(hasher, threshold, **params)

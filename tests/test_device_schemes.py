@@ -143,7 +143,7 @@ def test_bad_parameters_are_config_errors():
 
 # -- hash upload / partial hashing -------------------------------------------------------------
 @pytest.mark.parametrize("name,params", [("hash-upload", {}), ("partial-hash", {}),
-                                         ("partial-hash", {"quant": "float32"})])
+                                         ("partial-hash", {"quant": "float16"})])
 def test_provider_verdicts_equal_plaintext_fuzzy(case, name, params):
     db, probes = case
     s, pstate, _, dstate = _setup(name, db, **params)
@@ -154,12 +154,14 @@ def test_provider_verdicts_equal_plaintext_fuzzy(case, name, params):
 
 def test_completed_hash_equals_pdq_bit_for_bit(case):
     _, probes = case
-    s16 = scheme_class("partial-hash")(PDQ)
+    s32 = scheme_class("partial-hash")(PDQ)
+    assert s32.p["quant"] == "float32"
     for im in probes:
         f = PDQ.features(im)
         assert np.array_equal(complete_hash(f), PDQ.hash(im))
-        # what the provider completes from the float16 wire form
-        assert np.array_equal(complete_hash(s16.decode_features(s16.encode_features(f))), PDQ.hash(im))
+        wire_f = s32.decode_features(s32.encode_features(f))
+        assert np.array_equal(wire_f, f)  # the default wire form is lossless
+        assert np.array_equal(complete_hash(wire_f), PDQ.hash(im))
 
 
 def test_partial_hash_provider_learns_intermediate_and_hash(case):
@@ -167,7 +169,7 @@ def test_partial_hash_provider_learns_intermediate_and_hash(case):
     s, pstate, _, dstate = _setup("partial-hash", db)
     c = ctx("m9")
     prep = s.device_prepare(dstate, probes[0], c)
-    assert len(prep.payload) == 32 + 256 * 2 + 16  # ephemeral key + float16 block + tag
+    assert len(prep.payload) == 32 + 256 * 4 + 16  # ephemeral key + float32 block + tag
     s.provider_receive(pstate, prep.payload, c)
     kinds = {x.kind for x in c.ledger.learned_by(PROVIDER)}
     assert {"intermediate", "hash", "verdict"} <= kinds
@@ -190,7 +192,7 @@ def test_malformed_payloads_raise_typed_errors(case, name):
     with pytest.raises(MalformedMessage):  # authentic box, wrong inner length
         s.provider_receive(pstate, seal(key, b"\x01" * 31, info=info, ad=ad), ctx("m3"))
     if name == "partial-hash":
-        nan = np.full(256, np.nan, np.float16).tobytes()
+        nan = np.full(256, np.nan, np.float32).tobytes()
         with pytest.raises(MalformedMessage):
             s.provider_receive(pstate, seal(key, nan, info=info, ad=ad), ctx("m3"))
     s.provider_receive(pstate, b"", ctx("m4"))  # text-only message: nothing learned
