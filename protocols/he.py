@@ -8,8 +8,9 @@ Key placement (parameter ``key_holder``):
 
 ``device``       every device generates its own key set, lazily, on its first image message,
                  and uploads its public bundle (parameters, public, relinearization and two
-                 Galois keys, ~26.7 MB for BFV) inside that message's payload: the bytes are on
-                 that message's channel record. The device decrypts the verdict and reports it
+                 Galois keys, ~26.7 MB for BFV) to the provider alongside that message (a direct
+                 device -> provider transfer, on that message's channel record; the payload
+                 announces it with a flag). The device decrypts the verdict and reports it
                  in a sealed verdict message; the provider must trust the client to be honest.
 ``third-party``  a separate party (e.g. the EU Centre) generates one key set at setup and sends
                  the public bundle to the provider once; every device downloads only the
@@ -144,25 +145,34 @@ class _HeBase(Scheme):
 
     def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
         x = self.query_value(image)
-        keys = b""
+        keys_flag = b"\x00"
         if self.mode == "device":
             if state["holder"] is None:  # lazily: only devices that send an image make keys
                 state["holder"] = self.new_key_holder(state["params"])
             if not state["keys_sent"]:
-                keys = state["holder"].public_bundle()
+                # the public bundle goes to the provider directly (not in the envelope, which
+                # the recipient downloads too); the transfer is on this message's record
+                got = ctx.send(DEVICE, PROVIDER, "he public keys", state["holder"].public_bundle())
+                ctx.extra["inbox:provider:he-keys"] = got
                 state["keys_sent"] = True
+                keys_flag = b"\x01"
             query = state["holder"].encrypt_query(x)
         else:
             query = state["encryptor"].encrypt_query(x)
-        body = wire.pack(self.MAGIC, [keys, query])
+        body = wire.pack(self.MAGIC, [keys_flag, query])
         return Prepared(seal(state["prov_pk"], body, info=PAYLOAD_INFO, ad=_bind(ctx),
                              random_bytes=ctx.random_bytes))
 
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
         if not payload:
             return
-        keys, query = wire.unpack(self.MAGIC, open_sealed(state["prov"], payload, info=PAYLOAD_INFO,
+        flag, query = wire.unpack(self.MAGIC, open_sealed(state["prov"], payload, info=PAYLOAD_INFO,
                                                           ad=_bind(ctx)), 2, f"{self.name} payload")
+        if flag not in (b"\x00", b"\x01"):
+            raise MalformedMessage(f"{self.name} payload: bad key flag")
+        keys = ctx.extra.get("inbox:provider:he-keys") if flag == b"\x01" else None
+        if flag == b"\x01" and not keys:
+            raise MalformedMessage(f"{self.name}: payload announces a key set the provider did not receive")
         key = (ctx.account, ctx.message_id)
         if key in state["seen"]:
             raise ReplayError(f"{self.name}: query for this message was already evaluated")
