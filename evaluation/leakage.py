@@ -5,8 +5,8 @@ channel), never the scheme's description:
 
 - ``db_exposure_bits``: what the device bundle reveals of the list. A scheme declares it with
   a ``device_db_exposure(db) -> (bits, text)`` method (information-theoretic, labelled
-  modelled); without one, a device that learned the database (ledger) is counted as holding
-  the plain list; otherwise the metric is recorded as undeclared (None).
+  modelled); without one, a bundle holding every list hash verbatim counts as the plain list
+  (n x bits); otherwise the metric is recorded as undeclared (None) with the verbatim count.
 - ``membership_oracle``: offline tests per second a device can run against the list: the
   device learned a verdict for an image while receiving no bytes for that message. An online
   oracle (a provider round trip per test) or none at all scores 0, with text saying which.
@@ -102,11 +102,15 @@ def db_exposure(run: SchemeRun, data: RunData) -> list[Measurement]:
     if run.bundle_bytes == 0:
         return [Measurement(run.name, "db_exposure_bits", 0.0, "bits", len(data.db), params=p,
                             text="no device bundle")]
-    if run.ledger.learned_by(DEVICE, "database"):
-        return [Measurement(run.name, "db_exposure_bits", float(len(data.db) * data.hasher.bits), "bits",
-                            len(data.db), params=p, text="device holds the plain list (ledger)")]
+    bundle = next((d for t, d in run.ledger.received.get(DEVICE, []) if t.label == "bundle"), b"")
+    hs = data.db.hashes_for(data.hasher.name)
+    verbatim = sum(1 for h in hs if h.tobytes() in bundle or h.tobytes().hex().encode() in bundle)
+    if len(hs) and verbatim == len(hs):
+        return [Measurement(run.name, "db_exposure_bits", float(len(hs) * data.hasher.bits), "bits",
+                            len(hs), params=p, text="every list hash appears verbatim in the device bundle")]
     return [Measurement(run.name, "db_exposure_bits", None, "bits", 0, params=p,
-                        text=f"not declared by the scheme; device bundle is {run.bundle_bytes} bytes")]
+                        text=f"not declared by the scheme; {verbatim}/{len(hs)} list hashes verbatim in "
+                             f"its {run.bundle_bytes}-byte bundle")]
 
 
 # -- membership_oracle -----------------------------------------------------------------------
