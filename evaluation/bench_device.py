@@ -104,9 +104,13 @@ def _chunk_keys(hs: np.ndarray, chunks: int) -> int:
 
 
 def bench_bundle(sizes: list[int], *, seed: int = 0, fpr: float = 1e-6, measure_max: int = 100_000,
-                 psi_max: int = 10_000, lsh_chunks: int = 16, lsh_min_hits: int = 2,
+                 psi_max: int = 10_000, lsh_chunks: int = 16, lsh_min_hits: int = 2, n_timing: int = 20,
                  progress: Callable[[str, int, int], None] | None = None) -> list[dict[str, Any]]:
-    """One row per (scheme, list size): bundle bytes, 1% update bytes, how each was obtained."""
+    """One row per (scheme, list size): bundle bytes, 1% update bytes, how each was obtained, and
+    (at measured sizes) client/provider CPU ms per image over ``n_timing`` unrelated images."""
+    timing_images = ([it.image for it in __import__("e2eebench.evaluation.corpora", fromlist=["x"])
+                      .get_corpus("dead-leaves", seed=seed + 31337, size=256).items(n_timing)]
+                     if n_timing > 0 else [])
     sizes = sorted({int(s) for s in sizes})
     if not sizes or sizes[0] < 1 or sizes[-1] > MAX_SIZE:
         raise ConfigError(f"--sizes must be integers in 1..{MAX_SIZE}, got {sizes}")
@@ -141,9 +145,11 @@ def bench_bundle(sizes: list[int], *, seed: int = 0, fpr: float = 1e-6, measure_
             row: dict[str, Any] = {"scheme": name, "list_size": n, "synthetic": True}
             t0 = time.perf_counter()
             if n <= measure_max:
-                _, bundle = s.provider_setup(cur, _ctx(seed))
+                pstate, bundle = s.provider_setup(cur, _ctx(seed))
                 row["bundle_bytes"], row["bundle_label"] = len(bundle), "measured"
                 row["setup_s"] = round(time.perf_counter() - t0, 4)
+                if timing_images:
+                    row.update(_time_messages(s, pstate, bundle, timing_images, seed))
             if name == "on-device-list":
                 from e2eebench.protocols import wire
                 if n <= measure_max:
@@ -215,6 +221,23 @@ def bench_bundle(sizes: list[int], *, seed: int = 0, fpr: float = 1e-6, measure_
         if progress:
             progress("bundle", done, steps)
     return rows
+
+
+def _time_messages(s, pstate, bundle: bytes, images: list, seed: int) -> dict[str, Any]:
+    """Mean process-CPU ms of the scheme's device role (hashing included) and provider role."""
+    from e2eebench.protocols.channel import DEVICE, PROVIDER
+    dstate = s.device_load(bundle, "acct-bench", _ctx(seed))
+    dev, prov = [], []
+    for i, im in enumerate(images):
+        c = MessageContext(f"bench-{i}", "acct-bench", Channel(), PartyClock(), np.random.default_rng([seed, i]))
+        with c.role(DEVICE):
+            prep = s.device_prepare(dstate, im, c)
+        with c.role(PROVIDER):
+            s.provider_receive(pstate, prep.payload, c)
+        dev.append(c.clock.totals[DEVICE])
+        prov.append(c.clock.totals[PROVIDER])
+    return {"client_ms": round(1e3 * float(np.mean(dev)), 3), "provider_ms": round(1e3 * float(np.mean(prov)), 3),
+            "timing_n": len(images)}
 
 
 def _bundle_overhead(s, fpr: float) -> int:

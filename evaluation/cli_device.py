@@ -37,19 +37,21 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                                         help="build real bundles up to this size; larger sizes are "
                                              "measured on empty filters or extrapolated (labelled)"),
         psi_max: int = typer.Option(10_000, "--psi-max", help="largest size for live OpenMined PSI setup"),
+        timing: int = typer.Option(20, "--timing", help="images timed per scheme and measured size (0: none)"),
         seed: int = SeedOpt, fmt: str = FormatOpt) -> None:
         """Device bundle bytes per scheme vs list size, beside OpenMined PSI setup messages."""
         import pandas as pd
         from e2eebench.evaluation.bench_device import bench_bundle
         from e2eebench.evaluation.output import render
         check_format(fmt)
-        if measure_max < 1 or psi_max < 0:
-            raise ConfigError("--measure-max must be positive and --psi-max non-negative")
+        if measure_max < 1 or psi_max < 0 or timing < 0:
+            raise ConfigError("--measure-max must be positive, --psi-max and --timing non-negative")
         with progress_bar() as cb:
             rows = bench_bundle(parse_sizes(sizes), seed=seed, fpr=fpr, measure_max=measure_max,
-                                psi_max=psi_max, progress=cb)
+                                psi_max=psi_max, n_timing=timing, progress=cb)
         cols = ["scheme", "list_size", "bundle_bytes", "bundle_label", "update_bytes", "update_label",
-                "update_new_keys", "build_s", "filter_keys", "random_match_prob"]
+                "update_new_keys", "client_ms", "provider_ms", "timing_n", "build_s", "filter_keys",
+                "random_match_prob"]
         df = pd.DataFrame(rows)
         df = df[[c for c in cols if c in df.columns]]
         echo(render(df, fmt, title=f"bench bundle (synthetic hashes, fpr {fpr:g})", records=rows))

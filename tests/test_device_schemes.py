@@ -203,8 +203,11 @@ def test_bench_bundle_empty_filter_size_equals_built_bundle():
     """Above measure_max the Bloom rows use an empty filter of the right capacity; that must be
     the very size the scheme's own setup produces at that list size."""
     from e2eebench.evaluation.bench_device import bench_bundle
-    small = {(r["scheme"], r["list_size"]): r for r in bench_bundle([300, 1200], measure_max=1200, psi_max=0)}
-    big = {(r["scheme"], r["list_size"]): r for r in bench_bundle([300, 1200], measure_max=300, psi_max=0)}
+    small = {(r["scheme"], r["list_size"]): r
+             for r in bench_bundle([300, 1200], measure_max=1200, psi_max=0, n_timing=2)}
+    big = {(r["scheme"], r["list_size"]): r
+           for r in bench_bundle([300, 1200], measure_max=300, psi_max=0, n_timing=0)}
+    assert small[("hash-upload", 1200)]["timing_n"] == 2 and small[("hash-upload", 1200)]["provider_ms"] > 0
     for name in ("on-device-bloom", "on-device-lsh-bloom", "hash-upload", "partial-hash"):
         assert big[(name, 1200)]["bundle_label"] != "measured"
         assert big[(name, 1200)]["bundle_bytes"] == small[(name, 1200)]["bundle_bytes"], name
