@@ -24,7 +24,7 @@ def plot_cost_curve(rows: list[dict], path: str | Path) -> Path:
                     label=f"{eng} (measured)")
             if len(extra) > 1:
                 ax.plot([r["list_size"] for r in extra], [r[key] * scale for r in extra], "o--", color=colour,
-                        mfc="white", label=f"{eng} (extrapolated)")
+                        mfc="white", markevery=list(range(1, len(extra))), label=f"{eng} (extrapolated)")
     ax1.set(xscale="log", yscale="log", xlabel="list size", ylabel="provider CPU s per query",
             title="provider cost per query")
     ax2.set(xscale="log", yscale="log", xlabel="list size", ylabel="result MiB per query",
