@@ -284,3 +284,41 @@ def _psi_rows(n: int, hs: np.ndarray | None, fpr: float, psi_max: int,
         row["update_label"] = "n/a"
         out.append(row)
     return out
+
+
+def lsh_accuracy(sizes: list[int], configs: list[tuple[int, int]], *, n_known: int = 40,
+                 n_benign: int = 300, transforms: tuple[str, ...] = ("jpeg:q=50", "resize:0.5"),
+                 seed: int = 0) -> list[dict[str, Any]]:
+    """Measured recall and FPR of the chunk Bloom filter as the list grows.
+
+    The list is ``n_known`` real dead-leaves hashes padded with synthetic ones up to each
+    size; positives are the known images under ``transforms``, negatives ``n_benign``
+    unrelated images. Plain fuzzy matching (d <= 31) on the same probes is the reference.
+    """
+    from e2eebench.evaluation.corpora import get_corpus
+    from e2eebench.evaluation.stats import wilson
+    from e2eebench.evaluation.transforms import parse_transform
+    pdq = get_hasher("pdq")
+    items = get_corpus("dead-leaves", seed=seed + 77, size=256).items(n_known + n_benign)
+    known, benign = items[:n_known], items[n_known:]
+    pos = [pdq.hash(parse_transform(t).apply(k.image, seed=i)) for t in transforms for i, k in enumerate(known)]
+    neg = [pdq.hash(b.image) for b in benign]
+    base = KnownHashDatabase.from_images(known, [pdq], with_features=False)
+    rows = []
+    for n in sorted(set(sizes)):
+        if n < n_known or n > 10**6:
+            raise ConfigError(f"sizes must lie in {n_known}..10^6 (the list starts with {n_known} real hashes), got {n}")
+        db = base.padded(n, seed=seed)
+        hs = db.hashes["pdq"]
+        ref = sum(bool((np.bitwise_count(hs ^ h).sum(1) <= pdq.default_threshold).any()) for h in pos)
+        for chunks, min_hits in configs:
+            s = scheme_class("on-device-lsh-bloom")(pdq, chunks=chunks, min_hits=min_hits)
+            bf = s.build_filter(hs)
+            tp = sum(len(s.chunk_hits(bf, h)) >= min_hits for h in pos)
+            fp = sum(len(s.chunk_hits(bf, h)) >= min_hits for h in neg)
+            r, f = wilson(tp, len(pos)), wilson(fp, len(neg))
+            rows.append({"list_size": n, "synthetic": n - n_known, "chunks": chunks, "min_hits": min_hits,
+                         "recall": r.value, "recall_ci": [r.ci_low, r.ci_high], "positives": len(pos),
+                         "fpr": f.value, "fpr_ci": [f.ci_low, f.ci_high], "negatives": len(neg),
+                         "fuzzy_recall_reference": ref / len(pos), "filter_keys": bf.count})
+    return rows

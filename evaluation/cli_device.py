@@ -55,3 +55,35 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         df = pd.DataFrame(rows)
         df = df[[c for c in cols if c in df.columns]]
         echo(render(df, fmt, title=f"bench bundle (synthetic hashes, fpr {fpr:g})", records=rows))
+
+    register_lsh(bench_app)
+
+
+def parse_configs(text: str) -> list[tuple[int, int]]:
+    """'8:1,16:2' -> [(8, 1), (16, 2)] (chunks:min_hits)."""
+    out = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        a, sep, b = part.partition(":")
+        if not sep or not a.isdigit() or not b.isdigit():
+            raise ConfigError(f"--configs: {part!r} is not chunks:min_hits")
+        out.append((int(a), int(b)))
+    if not out:
+        raise ConfigError("--configs: give at least one chunks:min_hits pair")
+    return out
+
+
+def register_lsh(bench_app: typer.Typer) -> None:
+    from e2eebench.evaluation.cli import FormatOpt, SeedOpt, check_format, echo
+
+    @bench_app.command("lsh-bloom")
+    def bench_lsh_cmd(sizes: str = typer.Option("40,1000,10000", "--sizes", help="list sizes (40 real + synthetic)"),
+                      configs: str = typer.Option("8:1,8:2,16:2,16:3", "--configs", help="chunks:min_hits pairs"),
+                      seed: int = SeedOpt, fmt: str = FormatOpt) -> None:
+        """Measured recall and FPR of the chunk Bloom filter as the list grows."""
+        import pandas as pd
+        from e2eebench.evaluation.bench_device import lsh_accuracy
+        from e2eebench.evaluation.output import render
+        check_format(fmt)
+        rows = lsh_accuracy(parse_sizes(sizes), parse_configs(configs), seed=seed)
+        df = pd.DataFrame(rows).drop(columns=["recall_ci", "fpr_ci"])
+        echo(render(df, fmt, title="bench lsh-bloom (jpeg:q=50 + resize:0.5 positives)", records=rows))

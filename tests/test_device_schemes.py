@@ -216,3 +216,15 @@ def test_bench_bundle_empty_filter_size_equals_built_bundle():
     assert small[("hash-upload", 1200)]["update_bytes"] == 0
     with pytest.raises(ConfigError):
         bench_bundle([0])
+
+
+def test_cli_option_parsers_raise_config_errors():
+    from e2eebench.evaluation.cli_device import parse_configs, parse_sizes
+    assert parse_sizes("1000, 1e4") == [1000, 10000]
+    assert parse_configs("8:1,16:2") == [(8, 1), (16, 2)]
+    for bad in ("", "abc", "0", "1.5"):
+        with pytest.raises(ConfigError):
+            parse_sizes(bad)
+    for bad in ("", "8", "8:x"):
+        with pytest.raises(ConfigError):
+            parse_configs(bad)
