@@ -108,8 +108,8 @@ def bench_bundle(sizes: list[int], *, seed: int = 0, fpr: float = 1e-6, measure_
                  progress: Callable[[str, int, int], None] | None = None) -> list[dict[str, Any]]:
     """One row per (scheme, list size): bundle bytes, 1% update bytes, how each was obtained, and
     (at measured sizes) client/provider CPU ms per image over ``n_timing`` unrelated images."""
-    timing_images = ([it.image for it in __import__("e2eebench.evaluation.corpora", fromlist=["x"])
-                      .get_corpus("dead-leaves", seed=seed + 31337, size=256).items(n_timing)]
+    from e2eebench.evaluation.corpora import get_corpus
+    timing_images = ([it.image for it in get_corpus("dead-leaves", seed=seed + 31337, size=256).items(n_timing)]
                      if n_timing > 0 else [])
     sizes = sorted({int(s) for s in sizes})
     if not sizes or sizes[0] < 1 or sizes[-1] > MAX_SIZE:

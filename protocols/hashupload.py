@@ -129,12 +129,6 @@ class PartialHash(_ProviderMatchBase):
 
     def __init__(self, hasher: Hasher, threshold: int | None = None, **params: Any):
         super().__init__(hasher, threshold, **params)
-        try:
-            hasher.features  # noqa: B018 - presence check only
-            if type(hasher).features is Hasher.features:
-                raise NotImplementedError
-        except NotImplementedError:
-            raise ConfigError(f"partial-hash needs a hasher with real-valued features, {hasher.name} has none") from None
         if hasher.name != "pdq":
             raise ConfigError(f"partial-hash completes PDQ's median step; hasher {hasher.name!r} is not supported")
 

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from e2eebench.clientside.hashing import hamming
+from e2eebench.clientside.hashing import Hasher, hamming
 from e2eebench.protocols import wire
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
 from e2eebench.protocols.crypto import KeyPair, open_sealed, seal
-from e2eebench.protocols.errors import AuthenticationFailed, MalformedMessage
+from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage
 from e2eebench.protocols.framework import ACTION_PARAM, Param, Prepared, Scheme, register
 from e2eebench.server.database import KnownHashDatabase, merkle_root
 
@@ -186,10 +186,9 @@ class OnDeviceBloom(_OnDeviceBase):
     description = "Bloom filter (pybloom-live) of the exact hashes on the device; exact match, sealed report on hit"
     params = (ACTION_PARAM, BLOOM_FPR_PARAM)
 
-    def __init__(self, hasher, threshold=None, **params):
+    def __init__(self, hasher: Hasher, threshold: int | None = None, **params: Any):
         super().__init__(hasher, threshold, **params)
         if not 0 < self.p["fpr"] < 1:
-            from e2eebench.protocols.errors import ConfigError
             raise ConfigError(f"parameter 'fpr' must lie in (0, 1), got {self.p['fpr']}")
 
     def build_filter(self, hashes: np.ndarray) -> Any:
@@ -253,9 +252,8 @@ class OnDeviceLshBloom(_OnDeviceBase):
                    "at least min_hits chunks found (fuzzy, multi-index style)")
     params = (ACTION_PARAM, BLOOM_FPR_PARAM, CHUNKS_PARAM, MIN_HITS_PARAM)
 
-    def __init__(self, hasher, threshold=None, **params):
+    def __init__(self, hasher: Hasher, threshold: int | None = None, **params: Any):
         super().__init__(hasher, threshold, **params)
-        from e2eebench.protocols.errors import ConfigError
         if not 0 < self.p["fpr"] < 1:
             raise ConfigError(f"parameter 'fpr' must lie in (0, 1), got {self.p['fpr']}")
         if hasher.nbytes % self.p["chunks"]:
