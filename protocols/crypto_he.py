@@ -76,6 +76,7 @@ query 162 KB, public bundle 1.9 MB, max |encrypted - plaintext cosine| ~3e-7 on 
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import struct
@@ -111,20 +112,27 @@ _SEC = seal.SEC_LEVEL_TYPE.TC128
 
 
 def _frame(tag: bytes, parts: list[bytes]) -> bytes:
-    """tag(8) | u32 count | (u64 length | bytes)*: explicit framing, no pickle."""
+    """tag(8) | u32 count | (u64 length | bytes)* | SHA-256 of all before: explicit framing, no
+    pickle. The digest is a transmission checksum, not authentication (schemes seal payloads):
+    SEAL's compressed streams can load after a byte splice, and a corrupted ciphertext must not
+    be evaluated into a spurious verdict."""
     out = [tag, struct.pack(">I", len(parts))]
     for part in parts:
         out.append(struct.pack(">Q", len(part)))
         out.append(part)
-    return b"".join(out)
+    body = b"".join(out)
+    return body + hashlib.sha256(body).digest()
 
 
 def _unframe(tag: bytes, data: bytes, what: str, count: int | None = None) -> list[bytes]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise MalformedMessage(f"{what}: expected bytes, got {type(data).__name__}")
     data = bytes(data)
-    if len(data) < 12 or data[:8] != tag:
+    if len(data) < 44 or data[:8] != tag:
         raise MalformedMessage(f"{what}: wrong tag or truncated header")
+    data, digest = data[:-32], data[-32:]
+    if hashlib.sha256(data).digest() != digest:
+        raise MalformedMessage(f"{what}: checksum mismatch (corrupted or truncated)")
     (n,) = struct.unpack(">I", data[8:12])
     if count is not None and n != count:
         raise MalformedMessage(f"{what}: expected {count} parts, got {n}")

@@ -170,3 +170,25 @@ def test_ckks_malformed_bytes_raise_typed_errors(ckks_holder):
             matcher.evaluate(bad)
     with pytest.raises(InputError):
         ckks_holder.encrypt_query(np.zeros(params.dim))
+
+
+def test_device_bundles_carry_only_the_public_key(bfv_holder, ckks_holder):
+    from e2eebench.protocols.crypto_he import CkksQueryEncryptor, device_bundle_of
+    full = bfv_holder.public_bundle()
+    dev = device_bundle_of(full)
+    assert len(dev) < len(full) // 10  # no relinearization or Galois keys
+    HammingQueryEncryptor(dev)  # parses
+    for bad in (dev[:-5], dev[:20], b"E2HBFVdv" + dev[8:100]):
+        with pytest.raises(MalformedMessage):
+            HammingQueryEncryptor(bad)
+    # CKKS: a public-key query evaluates like a secret-key one
+    params = ckks_holder.params
+    rng = np.random.default_rng(4)
+    feats = unit_normalise(rng.standard_normal((50, params.dim)))
+    matcher = CkksMatcher(ckks_holder.public_bundle(), feats, params, rng)
+    x = feats[7] + 0.01 * rng.standard_normal(params.dim)
+    enc = CkksQueryEncryptor(device_bundle_of(ckks_holder.public_bundle()), params)
+    raw = ckks_holder.decrypt_values(matcher.evaluate(enc.encrypt_query(x), mask=False))
+    order = matcher.slot_order()
+    real = order >= 0
+    assert np.abs(raw[real] - feats[order[real]] @ unit_normalise(x)).max() < 1e-5
