@@ -65,7 +65,7 @@ def plot_heatmap(result, path: Path, metric: str = "recall") -> Path:
     """Hasher x transform recall at the default threshold (or another metric of to_frame)."""
     plt = _plt()
     df = result.to_frame()
-    df = df[(df.metric == metric) & df.quality_filter.isna() & (df.transform != "all")]
+    df = df[(df.metric == metric) & df.quality_filter.isna() & (df["transform"] != "all")]
     if "threshold_kind" in df:
         df = df[df.threshold_kind.isna() | (df.threshold_kind == "default")]
     t = df.pivot_table(index="hasher", columns="transform", values="value", aggfunc="first", sort=False)
