@@ -7,7 +7,6 @@ no half-written results.
 from __future__ import annotations
 
 import importlib
-import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path

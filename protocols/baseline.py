@@ -15,7 +15,7 @@ from PIL import Image
 
 from e2eebench.clientside.hashing import hamming
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
-from e2eebench.protocols.errors import InputError, MalformedMessage
+from e2eebench.protocols.errors import MalformedMessage
 from e2eebench.protocols.framework import Prepared, Scheme, register
 from e2eebench.server.database import KnownHashDatabase
 

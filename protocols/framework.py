@@ -30,7 +30,7 @@ from PIL import Image
 
 from e2eebench.clientside.hashing import Hasher, hamming
 from e2eebench.protocols.channel import DEVICE, PARTIES, PROVIDER, MessageContext
-from e2eebench.protocols.errors import ConfigError, UnknownNameError
+from e2eebench.protocols.errors import ConfigError
 from e2eebench.server.database import KnownHashDatabase
 
 FAMILIES = ("baseline", "on-device", "hash-upload", "psi", "he", "mpc", "modelled")

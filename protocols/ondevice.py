@@ -16,8 +16,6 @@ Whatever the action, the device holds the list: an offline membership oracle and
 """
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 import numpy as np
@@ -26,9 +24,10 @@ from PIL import Image
 from e2eebench.clientside.hashing import Hasher, hamming
 from e2eebench.protocols import wire
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
-from e2eebench.protocols.crypto import KeyPair, open_sealed, seal
+from e2eebench.protocols.crypto import KeyPair
 from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage
 from e2eebench.protocols.framework import ACTION_PARAM, Param, Prepared, Scheme, register
+from e2eebench.protocols.sealed_report import open_report, seal_report
 from e2eebench.server.database import KnownHashDatabase, merkle_root
 
 REPORT_INFO = b"e2eebench on-device report v1"
@@ -57,23 +56,10 @@ class _OnDeviceBase(Scheme):
             return Prepared(b"", send=False, notice="blocked: matches the known list")
         if action == "warn":
             return Prepared(b"", notice="warning: matches the known list")
-        blob = json.dumps({**report, "message": ctx.message_id, "account": ctx.account},
-                          sort_keys=True).encode()
-        return Prepared(seal(state["report_key"], blob, info=REPORT_INFO,
-                             ad=ctx.account.encode(), random_bytes=ctx.random_bytes))
+        return Prepared(seal_report(state["report_key"], report, ctx, REPORT_INFO))
 
     def _open_report(self, keys: KeyPair, payload: bytes, ctx: MessageContext) -> None:
-        if not payload:
-            return
-        blob = open_sealed(keys, payload, info=REPORT_INFO, ad=ctx.account.encode())
-        try:
-            report = json.loads(blob)
-        except ValueError:
-            raise MalformedMessage("report does not parse") from None
-        if report.get("message") != ctx.message_id or report.get("account") != ctx.account:
-            raise AuthenticationFailed("report belongs to another message or account (replayed)")
-        ctx.learn(PROVIDER, "report", report)
-        ctx.verdict(PROVIDER, True)
+        open_report(keys, payload, ctx, REPORT_INFO)
 
 
 @register

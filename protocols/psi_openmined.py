@@ -19,7 +19,6 @@ for: treat byte-for-byte equality across library versions as not guaranteed.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 import numpy as np
@@ -28,10 +27,11 @@ from PIL import Image
 
 from e2eebench.protocols import wire
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
-from e2eebench.protocols.crypto import KeyPair, open_sealed, seal
+from e2eebench.protocols.crypto import KeyPair
 from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage
 from e2eebench.protocols.framework import Param, Prepared, Scheme, register
 from e2eebench.protocols.psi import visual_derivative
+from e2eebench.protocols.sealed_report import open_report, seal_report
 from e2eebench.server.database import KnownHashDatabase
 
 REPORT_INFO = b"e2eebench psi-client-learns report v1"
@@ -102,17 +102,7 @@ class PsiClientLearns(Scheme):
         return resp.SerializeToString()
 
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
-        if not payload:
-            return
-        blob = open_sealed(state["keys"], payload, info=REPORT_INFO, ad=ctx.account.encode())
-        try:
-            report = json.loads(blob)
-        except ValueError:
-            raise MalformedMessage("report does not parse") from None
-        if report.get("message") != ctx.message_id or report.get("account") != ctx.account:
-            raise AuthenticationFailed("report belongs to another message or account (replayed)")
-        ctx.learn(PROVIDER, "report", report)
-        ctx.verdict(PROVIDER, True)
+        open_report(state["keys"], payload, ctx, REPORT_INFO)
 
     # -- device -----------------------------------------------------------------------------
     def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:
@@ -138,7 +128,5 @@ class PsiClientLearns(Scheme):
         ctx.verdict(DEVICE, match)
         if not match:
             return Prepared(b"")
-        blob = json.dumps({"message": ctx.message_id, "account": ctx.account,
-                           "derivative": visual_derivative(image).hex()}, sort_keys=True).encode()
-        return Prepared(seal(state["report_key"], blob, info=REPORT_INFO, ad=ctx.account.encode(),
-                             random_bytes=ctx.random_bytes))
+        return Prepared(seal_report(state["report_key"], {"derivative": visual_derivative(image).hex()},
+                                    ctx, REPORT_INFO))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import pdqhash
 import pytest
-from PIL import Image
 
 from e2eebench.clientside.hashing import HASHERS, get_hasher, hamming, hamming_matrix, hex_to_hash
 from e2eebench.protocols.errors import InputError, UnknownNameError

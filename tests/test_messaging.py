@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from e2eebench.protocols.errors import AuthenticationFailed, MalformedMessage, ProtocolError, ReplayError
-from e2eebench.protocols.messaging import (MAX_SKIP, Identity, Mailbox, MessageBody, Session,
-                                           parse_envelope)
+from e2eebench.protocols.messaging import MAX_SKIP, Identity, Mailbox, MessageBody, parse_envelope
 
 
 def pair(seed=0):
