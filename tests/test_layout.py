@@ -46,3 +46,14 @@ def test_no_package_imports_the_harness():
         for f in (ROOT / folder).rglob("*.py"):
             text = f.read_text()
             assert "e2eebench.evaluation" not in text, f"{f.name} imports the harness"
+
+
+def test_every_module_below_the_harness_is_in_a_layer():
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
+    listed = {m.strip() for layer in cfg["layers"] for m in layer.replace("|", ":").split(":")}
+    for folder in ("protocols", "clientside", "server"):
+        for f in (ROOT / folder).glob("*.py"):
+            if f.name == "__init__.py":
+                continue
+            mod = f"e2eebench.{folder}.{f.stem}"
+            assert mod in listed, f"{mod} is in no layer of the import contract"
