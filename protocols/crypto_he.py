@@ -101,6 +101,7 @@ __all__ = [
     "CkksMatcher",
     "CkksQueryEncryptor",
     "device_bundle_of",
+    "check_device_bundle",
     "unit_normalise",
     "measure_he_hamming",
     "measure_he_cosine",
@@ -424,6 +425,14 @@ def device_bundle_of(public_bundle: bytes) -> bytes:
         return _frame(DEVICE_TAG_BFV, parts[:2])
     parts = _unframe(_CkksPublic.TAG, public_bundle, "CKKS public bundle", 3)
     return _frame(DEVICE_TAG_CKKS, parts[:2])
+
+
+def check_device_bundle(bundle: bytes) -> None:
+    """Cheap structural check (tag, framing, checksum) without building a SEAL context."""
+    tag = bytes(bundle[:8]) if isinstance(bundle, (bytes, bytearray)) else b""
+    if tag not in (DEVICE_TAG_BFV, DEVICE_TAG_CKKS):
+        raise MalformedMessage("device bundle: wrong tag")
+    _unframe(tag, bundle, "device bundle", 2)
 
 
 class _BfvEncryptOnly:

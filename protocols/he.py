@@ -44,7 +44,8 @@ from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, THIRD_PARTY
 from e2eebench.protocols.crypto import KeyPair, open_sealed, seal
 from e2eebench.protocols.crypto_he import (BfvParams, CkksKeyHolder, CkksMatcher, CkksParams,
                                            CkksQueryEncryptor, HammingKeyHolder, HammingMatcher,
-                                           HammingQueryEncryptor, device_bundle_of, unit_normalise)
+                                           HammingQueryEncryptor, check_device_bundle, device_bundle_of,
+                                           unit_normalise)
 from e2eebench.protocols.errors import (AuthenticationFailed, ConfigError, MalformedMessage,
                                         ReplayError)
 from e2eebench.protocols.framework import Param, Prepared, Scheme, register
@@ -137,7 +138,10 @@ class _HeBase(Scheme):
         state = {"prov_pk": prov_pk, "params": params, "account": account, "holder": None,
                  "keys_sent": False, "encryptor": None}
         if self.mode == "third-party":
-            state["encryptor"] = self.new_encryptor(dev_bundle, params)
+            # checked now (framing + checksum); the SEAL context is built on the first image
+            # message, so devices that never send one do not pay for it
+            check_device_bundle(dev_bundle)
+            state["device_bundle"] = dev_bundle
         elif dev_bundle:
             raise MalformedMessage(f"{self.name} bundle: unexpected public key for device placement")
         self._endpoints[account] = state
@@ -158,6 +162,8 @@ class _HeBase(Scheme):
                 keys_flag = b"\x01"
             query = state["holder"].encrypt_query(x)
         else:
+            if state["encryptor"] is None:
+                state["encryptor"] = self.new_encryptor(state["device_bundle"], state["params"])
             query = state["encryptor"].encrypt_query(x)
         body = wire.pack(self.MAGIC, [keys_flag, query])
         return Prepared(seal(state["prov_pk"], body, info=PAYLOAD_INFO, ad=_bind(ctx),
