@@ -80,5 +80,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             plot_cost_curve(rows, plot)
         df = pd.DataFrame(rows)
         cols = [c for c in COLUMNS if c in df.columns]
-        echo(render(df[cols], fmt, title=f"bench he (run {run_id}; synthetic lists; CPU ms per query)",
+        df = df[cols].round({"slot_utilisation": 3, "device_ms": 1, "provider_ms": 1, "third_party_ms": 1})
+        if "correct" in df.columns:
+            df["correct"] = df["correct"].astype("Int64")
+        echo(render(df, fmt, title=f"bench he (run {run_id}; synthetic lists; CPU ms per query)",
                     records={"run_id": run_id, "rows": rows}))
