@@ -258,6 +258,11 @@ class OnDeviceLshBloom(_OnDeviceBase):
     def chunk_hits(self, bf: Any, h: np.ndarray) -> list[int]:
         return [j for j, k in enumerate(hash_chunks(h, self.p["chunks"])) if k in bf]
 
+    def plaintext_match(self, db: KnownHashDatabase, h: np.ndarray) -> bool:
+        """The chunk rule on the plain list (what the filter approximates up to its false positives)."""
+        keys = {k for row in db.hashes_for(self.hasher.name) for k in hash_chunks(row, self.p["chunks"])}
+        return sum(k in keys for k in hash_chunks(h, self.p["chunks"])) >= self.p["min_hits"]
+
     def provider_setup(self, db: KnownHashDatabase, ctx: MessageContext) -> tuple[Any, bytes]:
         keys = self._report_keys(ctx)
         bf = self.build_filter(db.hashes_for(self.hasher.name))
