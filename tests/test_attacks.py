@@ -124,3 +124,20 @@ def test_cli_attack_evasion_json(tmp_path):
         df = st.measurements(st.resolve())
     assert "evasion_success_rate" in set(df["metric"])
     assert main(["attack", "evasion", "--hasher", "nope"]) == 2
+
+
+def test_profile_measurements_per_scheme():
+    from e2eebench.evaluation.security import profile_measurements, scheme_profile
+    h = get_hasher("pdq")
+    pool = candidate_pool(h, 4, 10, seed=7)
+    profs = [scheme_profile(n, h, pool, seed=7) for n in ("on-device-list", "psi-ad")]
+    ev = {"white-box": {"success_rate": 1.0, "n": 2, "ci_low": 0.34, "ci_high": 1.0, "budget": 400, "successes": 2,
+                        "psnr_db": {"median": None}, "ssim": {"median": None}}}
+    ms = profile_measurements(profs, h, ev, None, relay_swap_detected())
+    got = {(m.scheme, m.metric): m for m in ms}
+    assert got[("on-device-list", "list_hashes_exposed")].value == 1.0
+    assert got[("psi-ad", "list_hashes_exposed")].value == 0.0
+    assert got[("on-device-list", "oracle_queries_per_s")].value > 0
+    assert got[("psi-ad", "oracle_queries_per_s")].value is None
+    assert got[("psi-ad", "payload_replay_detected")].value == 1.0
+    assert got[("psi-ad", "evasion_success_rate")].n == 2
