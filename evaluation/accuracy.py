@@ -428,11 +428,15 @@ def run_pair_metrics(run, data) -> list[Measurement]:
     probability that an innocent account is flagged within a year (see account_model)."""
     from e2eebench.evaluation.account_model import account_flag_measurement
     scheme = run.scheme
-    hasher, tau = scheme.hasher.name, scheme.threshold
+    matching = getattr(scheme, "matching", "fuzzy")
+    # exact-match schemes (hash equality) act at distance 0 whatever their nominal threshold;
+    # chunked / approximate ones are taken at their threshold (their own extra error is theirs)
+    hasher, tau = scheme.hasher.name, (0 if matching == "exact" else scheme.threshold)
     cal = calibration(hasher, int(data.config.seed))
     params = scheme.describe_params() | {"corpus": "calibration", "profile": data.config.profile,
                                          "calibration_sources": cal.n_sources,
-                                         "calibrated_threshold": cal.threshold(), "threshold_used": tau}
+                                         "calibrated_threshold": cal.threshold(), "threshold_used": tau,
+                                         "matching": matching}
     k, n = fpr_estimate(cal.hist, tau)
     out = [_rate(hasher, "pair_fpr", k, n, params, fpr_text(k, n))]
     out[0].scheme = run.name
