@@ -144,12 +144,12 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                           "mc_agrees": bool(e.ci_low <= r["innocent_flag_prob"] <= e.ci_high)}
                 rows.append(r)
         df = pd.DataFrame(rows)
-        echo(render(df, fmt, title="account-level model (modelled from per-image rates)"))
+        echo(render(df, fmt, title="account-level model (modelled from per-image rates)", records=rows))
 
 
 def _records(frame) -> list[dict]:
     import json
-    return json.loads(frame.to_json(orient="records"))
+    return json.loads(frame.to_json(orient="records", double_precision=15))
 
 
 def _summary(frame):

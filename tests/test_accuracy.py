@@ -106,3 +106,28 @@ def test_bad_input_is_typed():
 
 def test_group_codes():
     assert list(group_codes(["b", "a", "b"])) == [1, 0, 1]
+
+
+def test_cli_accuracy_json_and_errors(capsys):
+    from e2eebench.evaluation.cli import main
+    rc = main(["accuracy", "--hashers", "dhash", "--transforms", "identity,flip", "--n", "4", "--corpus",
+               "dead-leaves", "--size", "32", "--workers", "1", "--no-calibrate", "--format", "json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["pairs"]["dhash"] == 2 * 4 * 3
+    rows = [r for r in out["rows"] if r["metric"] == "recall" and r["transform"] == "identity"]
+    assert rows and rows[0]["value"] == 1.0 and rows[0]["n"] == 4
+    assert main(["accuracy", "--hashers", "nohash", "--n", "4"]) == 2
+    assert main(["accuracy", "--n", "1", "--corpus", "dead-leaves"]) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_cli_account_model_agrees_with_its_monte_carlo(capsys):
+    from e2eebench.evaluation.cli import main
+    rc = main(["accuracy", "account", "--fpr", "0.01", "--messages", "200", "--t", "1,3", "--mc", "4000",
+               "--format", "json"])
+    assert rc == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["t"] for r in rows] == [1, 3] and all(r["mc_agrees"] for r in rows)
+    assert rows[0]["innocent_flag_prob"] == pytest.approx(1 - 0.99 ** 200, rel=1e-12)
+    assert main(["accuracy", "account", "--messages", "10"]) == 2     # neither --fpr nor --pair-fpr
