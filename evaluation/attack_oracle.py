@@ -39,12 +39,7 @@ ORACLE_CLASSES = ("offline", "online", "none")
 def make_ctx(channel: Channel, clock: PartyClock, message_id: str, account: str, seed: int) -> MessageContext:
     """A message context wired like the runner's: the provider's interactive endpoint, if set up."""
     rng = np.random.default_rng([seed, zlib.crc32(message_id.encode())])
-    return MessageContext(message_id, account, channel, clock, rng,
-                          endpoints=dict(_ENDPOINTS.get(id(channel), {})))
-
-
-# channel id -> endpoints of the scheme set up on it (tiny_setup registers; one entry per live probe)
-_ENDPOINTS: dict[int, dict] = {}
+    return MessageContext(message_id, account, channel, clock, rng)
 
 
 def tiny_setup(name: str, hasher: Hasher, db: KnownHashDatabase, seed: int = 0,
@@ -55,8 +50,7 @@ def tiny_setup(name: str, hasher: Hasher, db: KnownHashDatabase, seed: int = 0,
     sctx = make_ctx(channel, clock, "setup", PROVIDER, seed)
     with channel.exchange("setup"), clock.role(PROVIDER):
         pstate, bundle = scheme.provider_setup(db, sctx)
-    _ENDPOINTS.clear()  # only the latest probe's channel is live
-    _ENDPOINTS[id(channel)] = {PROVIDER: lambda label, req, c: scheme.provider_answer(pstate, label, req, c)}
+    channel.endpoints[PROVIDER] = lambda label, req, c: scheme.provider_answer(pstate, label, req, c)
     dctx = make_ctx(channel, clock, "bundle:alice", "alice", seed)
     with channel.exchange(dctx.message_id):
         received = channel.send(PROVIDER, DEVICE, "bundle", bundle)

@@ -68,7 +68,8 @@ def cost_measurements(run: SchemeRun, params: dict) -> list[Measurement]:
         _mean(s, "rounds", (o.rounds for o in im), "flights", p),
         _mean(s, "detection_bytes_up", (o.detection_bytes_up for o in im), "bytes", p),
         _mean(s, "detection_bytes_down", (o.detection_bytes_down for o in im), "bytes", p),
-        Measurement(s, "device_storage_bytes", float(run.bundle_bytes), "bytes", 1, params=p),
+        Measurement(s, "device_storage_bytes", float(run.bundle_bytes + run.device_extra_bytes), "bytes", 1,
+                    params=p | {"bundle_bytes": run.bundle_bytes, "own_key_bytes": run.device_extra_bytes}),
         Measurement(s, "setup_s", run.setup_s, "s", 1, params=p),
     ]
 

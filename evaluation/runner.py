@@ -95,6 +95,7 @@ class SchemeRun:
     bundle_bytes: int
     list_size: int
     sampled: tuple[int, int] | None = None   # (image messages run, image messages in the workload)
+    device_extra_bytes: int = 0              # kept on a device beyond the bundle (own keys)
 
     @property
     def name(self) -> str:
@@ -176,6 +177,7 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
 
     def endpoint(label: str, request: bytes, c: MessageContext) -> bytes:
         return scheme.provider_answer(pstate, label, request, c)
+    channel.endpoints[PROVIDER] = endpoint
 
     messages = wl.messages
     sampled = None
@@ -184,8 +186,7 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
         sampled = (len(messages), len(wl.image_messages))
     raw: list[tuple] = []
     for i, m in enumerate(messages):
-        ctx = MessageContext(m.id, m.sender, channel, clock, np.random.default_rng([cfg.seed, _seed_of(name, m.id)]),
-                             endpoints={PROVIDER: endpoint})
+        ctx = MessageContext(m.id, m.sender, channel, clock, np.random.default_rng([cfg.seed, _seed_of(name, m.id)]))
         before = clock.snapshot()
         ok: bool | None = None
         with channel.exchange(m.id):
@@ -226,8 +227,10 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
         outcomes.append(Outcome(m.id, m.sender, m.has_image, m.known, m.transform, was_sent, ok, v,
                                 bool(v.get(det_party, False)), dev, srv, up, down, len(flights),
                                 up - plain_env, det_down))
+    extra = max((scheme.device_storage(d.state) for d in devices.values()), default=0)
     run = SchemeRun(scheme, outcomes, ledger, channel, setup_s, len(bundle), len(data.db))
     run.sampled = sampled
+    run.device_extra_bytes = extra
     return run
 
 

@@ -79,6 +79,8 @@ class Channel:
     def __init__(self, ledger: Ledger | None = None):
         self.ledger = ledger if ledger is not None else Ledger()
         self.transfers: list[Transfer] = []
+        # interactive endpoints on this network: party -> handler(label, request, ctx) -> response
+        self.endpoints: dict[str, Callable[[str, bytes, "MessageContext"], bytes]] = {}
         self._scope: str | None = None
         self._flight = 0
         self._last_direction: tuple[str, str] | None = None
@@ -163,7 +165,7 @@ class MessageContext:
     def call(self, sender: str, receiver: str, label: str, request: bytes) -> bytes:
         """One request/response round: bytes out, the receiver's handler on its clock, bytes back."""
         from e2eebench.protocols.errors import ProtocolError
-        handler = self.endpoints.get(receiver)
+        handler = self.endpoints.get(receiver) or self.channel.endpoints.get(receiver)
         if handler is None:
             raise ProtocolError(f"{receiver} offers no interactive endpoint")
         delivered = self.send(sender, receiver, label, request)

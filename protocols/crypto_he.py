@@ -377,6 +377,10 @@ class HammingKeyHolder:
         """Parameters, public key, relinearization keys and the two Galois keys (bytes)."""
         return self._bundle
 
+    def secret_key_bytes(self) -> int:
+        """Serialized size of the secret key: what a key-holding device must store."""
+        return len(_to_bytes(self._sk))
+
     def encrypt_query(self, x: np.ndarray) -> bytes:
         """Secret-key (seeded, half-size) encryption of the tiled query bits; for a device key holder."""
         bits = _bits_of(x, self.params.bits, "query hash")

@@ -143,6 +143,10 @@ class Scheme(ABC):
                          body: Any | None = None) -> None:
         """Provider role for one message's detection payload."""
 
+    def device_storage(self, state: Any) -> int:
+        """Bytes a device keeps beyond the downloaded bundle (e.g. its own secret key)."""
+        return 0
+
     def provider_answer(self, state: Any, label: str, request: bytes, ctx: MessageContext) -> bytes:
         """The provider's interactive endpoint, reached from a device with ``ctx.call``."""
         from e2eebench.protocols.errors import MalformedMessage

@@ -147,6 +147,12 @@ class _HeBase(Scheme):
         self._endpoints[account] = state
         return state
 
+    def device_storage(self, state: Any) -> int:
+        holder = state.get("holder") if isinstance(state, dict) else None
+        if holder is None or not hasattr(holder, "secret_key_bytes"):
+            return 0
+        return holder.secret_key_bytes()
+
     def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
         x = self.query_value(image)
         keys_flag = b"\x00"

@@ -44,7 +44,9 @@ def _run(name, small_data, runs):
 
 def _ctx(mid="probe", account="acct-0000", seed=1):
     ch = Channel(Ledger())
-    return MessageContext(mid, account, ch, PartyClock(), np.random.default_rng(seed), endpoints=_ENDPOINTS)
+    if _ENDPOINT[0] is not None:
+        ch.endpoints[PROVIDER] = _ENDPOINT[0]
+    return MessageContext(mid, account, ch, PartyClock(), np.random.default_rng(seed))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -114,12 +116,12 @@ def _setup(name, small_data):
     scheme = SCHEMES[name](small_data.hasher)
     ctx = _ctx("setup", PROVIDER)
     pstate, bundle = scheme.provider_setup(small_data.db, ctx)
-    _ENDPOINTS[PROVIDER] = lambda label, req, c: scheme.provider_answer(pstate, label, req, c)
+    _ENDPOINT[0] = lambda label, req, c: scheme.provider_answer(pstate, label, req, c)
     dstate = scheme.device_load(bytes(bundle), "acct-0000", _ctx("bundle"))
     return scheme, pstate, bundle, dstate
 
 
-_ENDPOINTS: dict = {}
+_ENDPOINT: list = [None]  # the provider endpoint of the scheme set up last
 
 
 def _garblings(payload: bytes, rng) -> list[bytes]:
