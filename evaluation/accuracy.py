@@ -206,6 +206,20 @@ class AccuracyResult:
         r = self.record(hasher, quality_filter)
         return roc_curve(r.matched, r.pooled_hist, r.bits)
 
+    def distributions(self) -> list[dict]:
+        """Matched and unrelated-pair distance histograms per hasher x transform (counts by distance)."""
+        out = []
+        for r in self.records:
+            for ti, (spec, strength) in enumerate(zip(self.transforms, self.strengths)):
+                m = r.matched[ti]
+                out.append({"hasher": r.key, "transform": spec, "strength": strength,
+                            "matched": np.bincount(m[m <= r.bits], minlength=r.bits + 1).tolist(),
+                            "discarded": int((m > r.bits).sum()), "unrelated": r.hist[ti].tolist()})
+        return out
+
+    def roc_curves(self) -> dict[str, list[dict]]:
+        return {r.key: self.roc(r.hasher, r.quality_filter).to_dict("records") for r in self.records}
+
     def measurements(self) -> list[Measurement]:
         out: list[Measurement] = []
         for r in self.records:

@@ -98,6 +98,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                  f"unrelated pairs per hasher {pairs}, {wall:.0f} s" + (f", run {run_id}" if run_id else ""))
         if fmt in ("json", "csv"):
             records = {"run_id": run_id, "config": config, "pairs": pairs, "rows": _records(frame)}
+            if fmt == "json":
+                records |= {"distributions": result.distributions(), "roc": result.roc_curves()}
             echo(render(frame, fmt, title=title, records=records))
             return
         table = _summary(frame)
@@ -180,5 +182,6 @@ def _summary(frame):
             row["coverage"] = c()
         elif m == "matched_distance_median":
             row["median_d"] = fmt_value(r["value"])
-        row.setdefault("n", int(r["n"]) if m == "recall" else row.get("n"))
+        if m == "recall" and "n" not in row:
+            row["n"] = int(r["n"])
     return pd.DataFrame(list(rows.values()))

@@ -131,3 +131,16 @@ def test_cli_account_model_agrees_with_its_monte_carlo(capsys):
     assert [r["t"] for r in rows] == [1, 3] and all(r["mc_agrees"] for r in rows)
     assert rows[0]["innocent_flag_prob"] == pytest.approx(1 - 0.99 ** 200, rel=1e-12)
     assert main(["accuracy", "account", "--messages", "10"]) == 2     # neither --fpr nor --pair-fpr
+
+
+def test_distributions_sum_to_counts():
+    res = RobustnessBenchmark(["dhash"], ["identity", "rotate:4"], "dead-leaves", 6, seed=1, size=32,
+                              workers=1, calibrate=False).run()
+    d = res.distributions()
+    assert len(d) == 2
+    for row in d:
+        assert sum(row["matched"]) + row["discarded"] == 6
+        assert sum(row["unrelated"]) == 6 * 5
+    assert d[0]["matched"][0] == 6                      # identity: all at distance 0
+    roc = res.roc_curves()["dhash"]
+    assert roc[-1]["tpr"] == 1.0 and roc[-1]["fpr"] == 1.0
