@@ -13,6 +13,7 @@ per word) and keeps only counts and each query's nearest unrelated reference.
 from __future__ import annotations
 
 import zlib
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -127,7 +128,9 @@ def hash_sources(refs: Sequence[SourceRef], transforms: Sequence[str], hashers: 
             if progress:
                 progress("hash", done, len(refs))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as ex:
+        # forkserver: children never inherit the parent's native threads (TenSEAL, BLAS) mid-lock
+        ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
             for r, c in zip(ex.map(_hash_chunk, chunks), chunks):   # map keeps input order
                 results.append(r)
                 done += len(c[0])

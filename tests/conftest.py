@@ -6,8 +6,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 @pytest.fixture(scope="session")
-def quick_result(tmp_path_factory):
-    """One quick comparison over every registered scheme, shared by the end-to-end tests."""
-    from e2eebench.evaluation.api import quick_config, run
+def quick_db(tmp_path_factory):
+    """One quick comparison (embedded default profile) of three schemes, run through the CLI."""
+    from e2eebench.evaluation.cli import main
     db = tmp_path_factory.mktemp("store") / "quick.duckdb"
-    return run(quick_config(), db=str(db))
+    code = main(["run", "--quick", "--schemes", "server-side,on-device-list,psi-ad", "--db", str(db),
+                 "--format", "csv"])
+    assert code == 0
+    return db

@@ -1,0 +1,102 @@
+"""End to end: `e2eebench run --quick` rows, the same numbers in every format and in the store."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from e2eebench.evaluation.cli import main
+from e2eebench.evaluation.output import SUMMARY_METRICS
+from e2eebench.evaluation.store import ResultStore
+
+
+def stored(db):
+    with ResultStore(db) as s:
+        rid = s.resolve("latest")
+        return rid, s.measurements(rid), s.run_info(rid)
+
+
+def overall(df, scheme, metric):
+    d = df[(df.scheme == scheme) & (df.metric == metric)]
+    d = d[d.params.map(lambda p: json.loads(p).get("slice", "all") == "all")]
+    assert len(d) == 1, (scheme, metric, len(d))
+    return d.iloc[0]
+
+
+def test_one_row_per_scheme_with_every_metric(quick_db):
+    rid, df, info = stored(quick_db)
+    assert sorted(df.scheme.unique()) == ["on-device-list", "psi-ad", "server-side"]
+    for scheme in df.scheme.unique():
+        for metric in SUMMARY_METRICS:
+            overall(df, scheme, metric)
+    assert info["seed"] == 0 and info["commit"] and info["versions"]["pdqhash"] != "absent"
+    for metric in ("recall", "fpr"):
+        r = overall(df, "on-device-list", metric)
+        assert r["n"] > 0 and r["ci_low"] <= r["value"] <= r["ci_high"]
+
+
+def test_json_gives_the_stored_numbers(quick_db, capsys):
+    code = main(["run", "--quick", "--schemes", "server-side,on-device-list,psi-ad", "--db", str(quick_db),
+                 "--format", "json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    _, df, _ = stored(quick_db)      # the run just printed is now the latest
+    assert out["run_id"] == stored(quick_db)[0]
+    for row in out["schemes"]:
+        for metric, cell in row.items():
+            if metric == "scheme":
+                continue
+            r = overall(df, row["scheme"], metric)
+            if cell["value"] is None:
+                assert pd.isna(r["value"])
+            else:
+                assert cell["value"] == pytest.approx(float(r["value"]), rel=1e-12)
+            assert cell["n"] == int(r["n"])
+
+
+def test_deterministic_by_seed(quick_db, tmp_path):
+    db2 = tmp_path / "again.duckdb"
+    assert main(["run", "--quick", "--schemes", "server-side,on-device-list,psi-ad", "--db", str(db2),
+                 "--format", "csv"]) == 0
+    _, a, _ = stored(quick_db)
+    _, b, _ = stored(db2)
+    def untimed(d):  # times (ms, s, per second) are what was spent, the rest must repeat exactly
+        return d[~(d.unit.isin(["ms", "s"]) | d.unit.str.contains("/s"))]
+    key = ["scheme", "metric", "params"]
+    a = untimed(a).sort_values(key).reset_index(drop=True)
+    b = untimed(b).sort_values(key).reset_index(drop=True)
+    assert list(a.metric) == list(b.metric)
+    pd.testing.assert_series_equal(a["value"], b["value"], check_names=False)
+
+
+def test_baseline_sees_hashes_and_on_device_list_leaks_none(quick_db):
+    _, df, _ = stored(quick_db)
+    assert overall(df, "server-side", "hash_visible_to_provider")["value"] == 1.0
+    assert overall(df, "server-side", "canary_benign_images_in_provider_view")["value"] > 0
+    for scheme in ("on-device-list", "psi-ad"):
+        assert overall(df, scheme, "hash_visible_to_provider")["value"] == 0.0
+        assert overall(df, scheme, "canary_benign_images_in_provider_view")["value"] == 0
+        assert overall(df, scheme, "canary_benign_hashes_in_provider_view")["value"] == 0
+        assert overall(df, scheme, "delivered_bit_exact")["value"] == 1.0
+
+
+def test_device_storage_is_the_serialized_bundle(quick_db):
+    from e2eebench.evaluation.api import quick_config
+    from e2eebench.evaluation.runner import prepare
+    from e2eebench.protocols.channel import Channel, MessageContext, PartyClock
+    from e2eebench.protocols.registry import scheme_class
+    import numpy as np
+    _, df, _ = stored(quick_db)
+    data = prepare(quick_config(schemes=["on-device-list"]))
+    scheme = scheme_class("on-device-list")(data.hasher)
+    ctx = MessageContext("setup", "provider", Channel(), PartyClock(), np.random.default_rng(0))
+    _, bundle = scheme.provider_setup(data.db, ctx)
+    assert overall(df, "on-device-list", "device_storage_bytes")["value"] == len(bundle)
+
+
+def test_export_after_run(quick_db, capsys, tmp_path):
+    out = tmp_path / "t.csv"
+    assert main(["export", "--db", str(quick_db), "--run", "latest", "--format", "csv", "--out", str(out)]) == 0
+    assert out.exists() and out.stat().st_size > 0
+    assert main(["export", "--db", str(tmp_path / "none.duckdb"), "--format", "md"]) == 2
