@@ -139,6 +139,9 @@ def metric_cell(rows: pd.DataFrame, rule, rubric: Rubric) -> MetricCell:
         return MetricCell(rule.metric, rating=rubric.not_measured)
     value, lo, hi = _num(row["value"]), _num(row["ci_low"]), _num(row["ci_high"])
     rating, basis = rule.rate(value, lo, hi, rubric.ratings)
+    params = json.loads(row["params"]) if isinstance(row["params"], str) and row["params"] else {}
+    if rule.not_applicable and params.get("applies") is False:
+        rating = rule.not_applicable
     text = row.get("text")
     text = None if text is None or (isinstance(text, float) and math.isnan(text)) or text == "" else str(text)
     return MetricCell(rule.metric, value, lo, hi, str(row["unit"]), int(row["n"]),

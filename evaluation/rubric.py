@@ -29,6 +29,9 @@ class MetricRule:
     green: float
     amber: float
     on: str = "value"
+    # rating when the stored measurement says the attack does not apply to the scheme
+    # (params "applies": false, e.g. a collision needs list hashes the scheme never hands out)
+    not_applicable: str | None = None
 
     def rate(self, value: float | None, ci_low: float | None = None, ci_high: float | None = None,
              ratings: tuple[str, str, str] = ("green", "amber", "red")) -> tuple[str | None, float | None]:
@@ -184,8 +187,8 @@ def rubric_from_dict(raw: dict[str, Any], where: str = "rubric") -> Rubric:
                 raise ConfigError(f"{where}: {key}: metric rated under two criteria")
             seen.add(mk)
             for k in m:
-                if k not in ("direction", "green", "amber", "on"):
-                    raise ConfigError(f"{where}: unknown key {key}.{k} (known: direction, green, amber, on)")
+                if k not in ("direction", "green", "amber", "on", "not_applicable"):
+                    raise ConfigError(f"{where}: unknown key {key}.{k} (known: direction, green, amber, on, not_applicable)")
             for k in ("direction", "green", "amber"):
                 if k not in m:
                     raise ConfigError(f"{where}: {key}.{k} is missing")
@@ -198,6 +201,9 @@ def rubric_from_dict(raw: dict[str, Any], where: str = "rubric") -> Rubric:
             on = m.get("on", "value")
             if on not in BASES:
                 raise ConfigError(f"{where}: {key}.on must be one of {', '.join(BASES)}, got {on!r}")
-            rules.append(MetricRule(mk, d, g, a, on))
+            na = m.get("not_applicable")
+            if na is not None and na not in ratings:
+                raise ConfigError(f"{where}: {key}.not_applicable must be one of {', '.join(ratings)}, got {na!r}")
+            rules.append(MetricRule(mk, d, g, a, on, na))
         criteria.append(Criterion(ck, title, combine, tuple(rules)))
     return Rubric(tuple(criteria), tuple(ratings), nm, dict(labels), dict(colours))
