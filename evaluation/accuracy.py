@@ -22,7 +22,6 @@ its pair-level FPR and the account-level false-flag probability for its hasher a
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache

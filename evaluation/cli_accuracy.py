@@ -66,7 +66,6 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         """Per hasher x transform: recall, recall at precision, TPR at FPR, pair FPR, distances."""
         if ctx.invoked_subcommand is not None:
             return
-        import pandas as pd
         from e2eebench.evaluation.accuracy import RobustnessBenchmark
         from e2eebench.evaluation.output import render
         check_format(fmt)

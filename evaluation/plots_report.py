@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from e2eebench.evaluation.assessment import EU_CATEGORY_TITLES, Assessment
+from e2eebench.evaluation.assessment import Assessment
 
 CATEGORY_COLOURS = {"baseline (no E2EE)": "#555555", "device-related": "#1f77b4",
                     "server-related": "#9467bd", "encryption-related": "#d62728"}

@@ -38,7 +38,7 @@ def summary_markdown(a: Assessment, figures: list[Path], tables: dict[str, Path]
     cfg = p.get("config") or {}
     ran = _ran(a)
     rub = a.rubric
-    lines = [f"# Annex: assessment of detection schemes for known images in E2EE messaging",
+    lines = ["# Annex: assessment of detection schemes for known images in E2EE messaging",
              "", f"Run `{p.get('run_id')}` (commit `{p.get('commit')}`, seed {p.get('seed')}). "
              f"Corpus `{cfg.get('corpus')}`, hasher `{cfg.get('hasher')}` at threshold `{cfg.get('threshold')}`, "
              f"{cfg.get('n_known')} known and {cfg.get('n_benign')} benign images, profile `{cfg.get('profile')}`.",

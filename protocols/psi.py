@@ -17,7 +17,6 @@ formats, what each party learns and the dishonest-client analysis are in docs/ps
 from __future__ import annotations
 
 import hashlib
-import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +33,7 @@ from e2eebench.protocols.crypto_group import (L, POINT_BYTES, Scalar, base_mul, 
 from e2eebench.protocols.crypto_sharing import (SHARE_BYTES, Share, ShareGenerator, fake_share,
                                                 random_field_element, robust_reconstruct)
 from e2eebench.protocols.cuckoo import CuckooTable, candidate_slots_for
-from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, InputError, MalformedMessage, ReplayError
+from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage, ReplayError
 from e2eebench.protocols.framework import Param, Prepared, Scheme, register
 from e2eebench.server.database import KnownHashDatabase
 

@@ -8,8 +8,7 @@ from e2eebench.clientside.hashing import get_hasher
 from e2eebench.evaluation.corpora import get_corpus
 from e2eebench.evaluation.stats import wilson
 from e2eebench.evaluation.transforms import parse_transform
-from e2eebench.protocols import wire
-from e2eebench.protocols.channel import DEVICE, PROVIDER, Channel, MessageContext, PartyClock
+from e2eebench.protocols.channel import PROVIDER, Channel, MessageContext, PartyClock
 from e2eebench.protocols.crypto import seal
 from e2eebench.protocols.errors import (AuthenticationFailed, ConfigError, MalformedMessage,
                                         ProtocolError)
