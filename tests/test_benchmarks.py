@@ -1,0 +1,61 @@
+"""pytest-benchmark timings of the hot paths (run once as tests by default).
+
+`pytest tests/test_benchmarks.py --benchmark-enable` times them; the assertions check the
+result of each timed call, so a benchmark that computes nothing fails. Speed targets are
+measured by `e2eebench bench ...` and reported in docs/performance.md, never asserted here.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from e2eebench.clientside.hashing import get_hasher, hamming
+from e2eebench.evaluation.corpora import get_corpus
+from e2eebench.protocols.crypto_group import Scalar, hash_to_group
+from e2eebench.server.index import get_index
+
+N = 100_000
+
+
+@pytest.fixture(scope="module")
+def hashes():
+    return np.random.default_rng(0).integers(0, 256, (N, 32), dtype=np.uint8)
+
+
+def _near(h, flips, seed=1):
+    rng = np.random.default_rng(seed)
+    bits = np.unpackbits(h)
+    bits[rng.choice(256, flips, replace=False)] ^= 1
+    return np.packbits(bits)
+
+
+def test_bench_linear_scan(benchmark, hashes):
+    index = get_index("linear", hashes)
+    q = _near(hashes[123], 15)
+    m = benchmark(index.query, q, 31)
+    assert 123 in m.ids and (m.distances <= 31).all()
+
+
+def test_bench_mih_query(benchmark, hashes):
+    index = get_index("mih", hashes, threshold=31)
+    q = _near(hashes[456], 15)
+    m = benchmark(index.query, q, 31)
+    assert list(m.ids) == list(np.flatnonzero(hamming(hashes, q) <= 31))
+
+
+def test_bench_pdq_hash(benchmark):
+    image = get_corpus("dead-leaves", size=256).items(1)[0].image
+    h = benchmark(get_hasher("pdq").hash, image)
+    assert h.shape == (32,) and h.any()
+
+
+def test_bench_scalar_mult(benchmark):
+    p = hash_to_group(b"bench", b"e2eebench bench")
+    s = Scalar.random(np.random.default_rng(0))
+    out = benchmark(lambda: p * s)
+    assert out != p
+
+
+def test_bench_hash_to_group(benchmark):
+    out = benchmark(hash_to_group, b"x" * 32, b"e2eebench bench")
+    assert out == hash_to_group(b"x" * 32, b"e2eebench bench")
