@@ -160,6 +160,10 @@ def run_cmd(quick: bool = typer.Option(False, "--quick", help="the embedded defa
     df = result.measurements
     title = (f"run {result.run_id} (seed {cfg.seed}, {cfg.hasher}, {cfg.corpus}, list {len(result.data.db)}, "
              f"threshold {cfg.threshold}: {result.runs[0].scheme.threshold if result.runs else 'n/a'})")
+    if fmt == "table":
+        from e2eebench.evaluation.output import render_run_terminal
+        render_run_terminal(df, title, order=cfg.schemes)
+        return
     echo(render(summary_wide(df), fmt, title=title,
                 records={"run_id": result.run_id, "config": cfg.to_dict(), "schemes": summary_json(df)}))
 

@@ -112,3 +112,73 @@ def render(df: pd.DataFrame, fmt: str, title: str | None = None, records: Any = 
         t.add_row(*["" if (not isinstance(r[c], (list, dict)) and pd.isna(r[c])) else str(r[c]) for c in df.columns])
     Console(width=max(160, Console().width)).print(t)
     return None
+
+
+# -- the terminal view of a run: two narrow tables instead of one unreadable wide one ------
+
+TERMINAL_GROUPS = [
+    ("Effectiveness and privacy", [("recall", "recall"), ("fpr", "FPR"), ("precision", "precision"),
+                                   ("hash_visible_to_provider", "hash visible\nto provider"),
+                                   ("verdict_to", "verdict to")]),
+    ("Cost per image message", [("client_ms", "device\nCPU ms"), ("server_ms", "server\nCPU ms"),
+                                ("detection_bytes_up", "detection\nbytes up"),
+                                ("detection_bytes_down", "detection\nbytes down"),
+                                ("bytes_up", "all bytes\nup"), ("rounds", "rounds"),
+                                ("device_storage_bytes", "device\nstorage"), ("setup_s", "setup\nCPU s")]),
+]
+
+
+def human_bytes(v: float) -> str:
+    for unit, f in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(v) >= f:
+            return f"{v / f:.3g} {unit}"
+    return f"{v:.0f} B"
+
+
+def compact_cell(row: pd.Series) -> str:
+    """Value on the first line, interval and n below: what a reader quotes, and how sure it is."""
+    unit = row.get("unit")
+    if row.get("text") is not None and (row.get("value") is None or pd.isna(row.get("value"))):
+        return str(row["text"])
+    v = _num(row["value"])
+    if v is None:
+        return "n/a"
+    if unit == "bool":
+        return "yes" if v else "no"
+    if unit == "bytes":
+        return human_bytes(v)
+    fmt = (lambda x: f"{x:.3g}") if unit == "rate" else (lambda x: f"{x:.3g}")
+    s = fmt(v)
+    lo, hi = _num(row.get("ci_low")), _num(row.get("ci_high"))
+    if unit == "rate":
+        s += f"\n[{fmt(lo)}, {fmt(hi)}]" if lo is not None and hi is not None else ""
+        s += f"\nn={int(row['n'])}"
+    return s
+
+
+def render_run_terminal(df: pd.DataFrame, title: str, order: list[str] | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    d = overall_rows(df)
+    console = Console()
+    console.print(f"[bold]{title}[/bold]")
+    for group, cols in TERMINAL_GROUPS:
+        t = Table(title=group, show_lines=True, title_justify="left")
+        t.add_column("scheme", no_wrap=True)
+        for _, header in cols:
+            t.add_column(header, justify="right" if header != "verdict to" else "left")
+        groups = dict(list(d.groupby("scheme", sort=False)))
+        names = [n for n in (order or []) if n in groups] + [n for n in groups if n not in (order or [])]
+        for scheme in names:
+            g = groups[scheme]
+            by = {r["metric"]: r for _, r in g.iterrows()}
+            sampled = ""
+            for _, r in g.iterrows():
+                p = json.loads(r["params"]) if isinstance(r["params"], str) else {}
+                if p.get("messages_sampled"):
+                    sampled = f"\n(sample of {p['messages_sampled']}\nof {p['messages_total']} images)"
+                    break
+            t.add_row(scheme + sampled, *[compact_cell(by[m]) if m in by else "n/a" for m, _ in cols])
+        console.print(t)
+    console.print("Rates: 95% Wilson interval and sample size. Costs: CPU time actually spent and bytes that "
+                  "crossed the channel, mean per image message. Use --format json|md|csv for every number.")

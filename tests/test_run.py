@@ -100,3 +100,15 @@ def test_export_after_run(quick_db, capsys, tmp_path):
     assert main(["export", "--db", str(quick_db), "--run", "latest", "--format", "csv", "--out", str(out)]) == 0
     assert out.exists() and out.stat().st_size > 0
     assert main(["export", "--db", str(tmp_path / "none.duckdb"), "--format", "md"]) == 2
+
+
+def test_terminal_view_shows_every_scheme_and_both_groups(quick_db, capsys):
+    from e2eebench.evaluation.output import TERMINAL_GROUPS, render_run_terminal
+    _, df, _ = stored(quick_db)
+    render_run_terminal(df, "title", order=["server-side", "psi-ad", "on-device-list"])
+    out = capsys.readouterr().out
+    for group, cols in TERMINAL_GROUPS:
+        assert group in out
+    assert out.index("server-side") < out.index("psi-ad") < out.index("on-device-list")
+    rec = overall(df, "psi-ad", "recall")
+    assert f"n={int(rec['n'])}" in out and f"{rec['value']:.3g}" in out
