@@ -89,6 +89,20 @@ def test_verdicts_equal_plaintext_matching(name, small_data, runs):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_threshold_schemes_reveal_only_matches(name, small_data, runs):
+    """A scheme with an account threshold may reveal fewer matches, never a non-match."""
+    if "t" not in SCHEMES[name](small_data.hasher).p:
+        pytest.skip(f"{name} has no account threshold")
+    run = run_scheme(name, small_data, params={"t": 1})  # the small case has few matches per account
+    scheme = run.scheme
+    for o in run.outcomes:
+        if o.has_image and o.detected:
+            h = small_data.hasher.hash(small_data.images[o.message_id])
+            assert scheme.plaintext_match(small_data.db, h), f"{name} revealed non-matching {o.message_id}"
+    assert any(o.detected for o in run.outcomes), "no account reached the threshold: the case is trivial"
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_only_bytes_cross_and_costs_recorded(name, small_data, runs):
     run = _run(name, small_data, runs)
     assert run.channel.transfers
