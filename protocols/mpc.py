@@ -11,6 +11,11 @@ interaction.
 The threshold test is the masked polynomial ``f(d) = r * prod_{i=0..tau} (d - i)``: zero
 iff ``d <= tau`` (d is an integer in [0, bits] and p is a prime larger than bits, so no
 factor of a non-match vanishes, and a product of non-zero field elements is non-zero).
+The mask is ``r = r_a * r_b`` per list entry, with ``r_a`` drawn by the provider (shared as
+``(r_a, 0)``) and ``r_b`` by the second server (shared as ``(0, r_b)``): non-zero, and known
+to neither server. (A mask known to one server would let that server divide it out of the
+opened value and read ``prod (d - i)``, i.e. the distance to every list entry, and from
+enough distances the hash itself.)
 Products of shared values use Beaver triples from a dealer (the third party, in an offline
 phase; its bytes are counted) and a product tree of depth ceil(log2(tau + 2)); every
 multiplication layer is one exchange of openings between the two servers through the
@@ -18,10 +23,16 @@ channel. Finally both servers open ``f(d_j)`` for all list entries, in an order 
 by a seed the two servers share, and learn whether any is zero.
 
 What each party learns: the provider and the second server each see uniformly random shares
-(nothing about x); together they learn the verdict and, because the opened vector is in
-permuted order, the number of list entries within tau but not which ones. Colluding, they
+(nothing about x); the opened values are zero for list entries within tau and uniform
+non-zero otherwise, so both learn the verdict and the number of entries within tau. The
+permutation seed is known to both servers, so it hides nothing from them: each can also tell
+*which* entries are within tau (recorded in the provider's report). Colluding, they
 reconstruct x. Semi-honest security: a server that deviates can change the verdict; the
 dealer must not collude with either server.
+
+The second server's share reaches it through the channel (``ctx.send``); because the
+simulation runs the second server inside ``provider_receive``, the delivered bytes are kept
+in ``ctx.extra["inbox:second-server"]`` (its inbox for this message) and read from there.
 """
 from __future__ import annotations
 
@@ -171,12 +182,9 @@ class TwoServerMPC(Scheme):
         idx = np.arange(tau + 1, dtype=np.uint64)
         f1 = (d1[:, None] + P - idx[None, :]) % P
         f2 = np.repeat(d2[:, None], tau + 1, axis=1)
-        with ctx.role(SECOND_SERVER):
-            r2 = _rand(ctx.rng, (len(d1), 1)) % (P - 1) + 1
-        r1 = np.zeros((len(d1), 1), np.uint64)
-        # r = r2 (known only to the second server), shared as (0, r2)
-        f1 = np.concatenate([f1, r1], axis=1)
-        f2 = np.concatenate([f2, r2], axis=1)
+        m1, m2 = self._mask_factors(len(d1), ctx)
+        f1 = np.concatenate([f1, m1], axis=1)
+        f2 = np.concatenate([f2, m2], axis=1)
         while f1.shape[1] > 1:
             if f1.shape[1] % 2:
                 one1 = np.ones((len(f1), 1), np.uint64)
@@ -198,5 +206,18 @@ class TwoServerMPC(Scheme):
         ctx.verdict(PROVIDER, match)
         ctx.verdict(SECOND_SERVER, bool((opened2 == 0).any()))
         ctx.learn(PROVIDER, "match_count", zeros)
+        ctx.learn(SECOND_SERVER, "match_count", int((opened2 == 0).sum()))
         if match:
-            ctx.learn(PROVIDER, "report", json.dumps({"message": ctx.message_id, "entries_within_threshold": zeros}))
+            # both servers know the permutation, so they can tell which entries are within tau
+            entries = sorted(int(perm[k]) for k in np.flatnonzero(opened == 0))
+            ctx.learn(PROVIDER, "report", json.dumps({"message": ctx.message_id, "entries_within_threshold": zeros,
+                                                      "entries": entries}))
+
+    def _mask_factors(self, n: int, ctx: MessageContext) -> tuple[np.ndarray, np.ndarray]:
+        """Shares of the two mask factors per entry: (r_a, 0) from the provider, (0, r_b) from the
+        second server. Their product is a non-zero mask neither server knows on its own."""
+        ra = _rand(ctx.rng, (n, 1)) % (P - 1) + 1
+        with ctx.role(SECOND_SERVER):
+            rb = _rand(ctx.rng, (n, 1)) % (P - 1) + 1
+        zero = np.zeros((n, 1), np.uint64)
+        return np.concatenate([ra, zero], axis=1), np.concatenate([zero, rb], axis=1)
