@@ -251,10 +251,14 @@ class Mailbox:
         if env.sender not in self.directory:
             raise ProtocolError(f"envelope from unknown sender {env.sender!r}")
         key = (env.sender, env.session_key)
-        if key not in self.sessions:
-            self.sessions[key] = Session.respond(self.me, env.sender, self.directory[env.sender],
-                                                 env.session_key, mode=env.mode)
-        body, payload = self.sessions[key].decrypt(env)
+        session = self.sessions.get(key)
+        if session is None:
+            session = Session.respond(self.me, env.sender, self.directory[env.sender],
+                                      env.session_key, mode=env.mode)
+        body, payload = session.decrypt(env)
+        # a new session is kept only once its first message authenticates, so forged
+        # envelopes with fresh session keys cannot fill the table
+        self.sessions.setdefault(key, session)
         return env.sender, body, payload
 
 

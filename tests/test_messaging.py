@@ -104,3 +104,16 @@ def test_message_body_codec():
     assert MessageBody.decode(b.encode()) == b
     with pytest.raises(MalformedMessage):
         MessageBody.decode(b.encode()[:-1])
+
+
+def test_forged_first_message_does_not_open_a_session():
+    # a forged envelope with a fresh session key must not leave state behind in the mailbox
+    A, B, rng = pair()
+    env = bytearray(A.session_to("bob", random_bytes=rng.bytes).encrypt(b"x"))
+    env[-1] ^= 1
+    with pytest.raises(AuthenticationFailed):
+        B.receive(bytes(env))
+    assert B.sessions == {}
+    env[-1] ^= 1
+    assert B.receive(bytes(env))[1] == b"x"
+    assert len(B.sessions) == 1
