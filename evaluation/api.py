@@ -13,7 +13,7 @@ import pandas as pd
 
 from e2eebench.evaluation.config import builtin_config, load_config
 from e2eebench.evaluation.metrics import measure
-from e2eebench.evaluation.runner import RunConfig, RunData, SchemeRun, run_comparison
+from e2eebench.evaluation.runner import RunConfig, RunData, SchemeRun, prepare, run_comparison
 from e2eebench.evaluation.store import ResultStore
 
 
@@ -49,10 +49,26 @@ def quick_config(**overrides) -> RunConfig:
 
 
 def run(config: RunConfig, db: str = "e2eebench.duckdb",
-        progress: Callable[[str, int, int], None] | None = None, command: str = "run") -> RunResult:
-    """Run the comparison, measure it, store it (one transaction) and return everything."""
-    data, runs = run_comparison(config, progress)
-    ms = [m for r in runs for m in measure(r, data)]
+        progress: Callable[[str, int, int], None] | None = None, command: str = "run",
+        scheduler: str | None = None) -> RunResult:
+    """Run the comparison, measure it, store it (one transaction) and return everything.
+
+    ``scheduler``: a Dask scheduler address (or "local" for a 2-process local cluster) to run
+    the schemes as cluster tasks; ``runs`` is then empty (the party views stay on the workers).
+    """
+    if scheduler is None:
+        data, runs = run_comparison(config, progress)
+        ms = [m for r in runs for m in measure(r, data)]
+    else:
+        from e2eebench.evaluation.scale import run_schemes
+        from e2eebench.protocols.registry import scheme_class
+        if not config.schemes:
+            from e2eebench.protocols.errors import ConfigError
+            raise ConfigError("no schemes selected")
+        for n in config.schemes:
+            scheme_class(n)
+        data = prepare(config, progress)
+        runs, ms = run_schemes(data, config.schemes, scheduler, progress)
     with ResultStore(db) as store:
         run_id = store.write_run(ms, command=command, config=config.to_dict(), seed=config.seed)
         df = store.measurements(run_id)

@@ -145,6 +145,8 @@ def run_cmd(quick: bool = typer.Option(False, "--quick", help="the embedded defa
             seed: Optional[int] = typer.Option(None, "--seed", help="seed (default: the config's, 0)"),
             threshold: Optional[str] = typer.Option(None, "--threshold", help="default, calibrated or an integer"),
             db: Path = typer.Option(Path("e2eebench.duckdb"), "--db", help="results database (DuckDB file)"),
+            scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                                    help="Dask scheduler address, or 'local' (default: in-process)"),
             fmt: str = FormatOpt) -> None:
     """Run every selected scheme over the same traffic and print one row per scheme."""
     from e2eebench.evaluation.api import run
@@ -156,7 +158,7 @@ def run_cmd(quick: bool = typer.Option(False, "--quick", help="the embedded defa
         if not p.is_dir():
             raise InputError(f"not a readable folder: {p}")
     with progress_bar() as cb:
-        result = run(cfg, db=str(db), progress=cb)
+        result = run(cfg, db=str(db), progress=cb, scheduler=scheduler)
     df = result.measurements
     title = (f"run {result.run_id} (seed {cfg.seed}, {cfg.hasher}, {cfg.corpus}, list {len(result.data.db)}, "
              f"threshold {cfg.threshold}: {result.runs[0].scheme.threshold if result.runs else 'n/a'})")
