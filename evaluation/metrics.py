@@ -80,12 +80,19 @@ def _as_bytes(v) -> bytes:
     return json.dumps(v, default=str, sort_keys=True).encode()
 
 
+def _run_ids(run: SchemeRun) -> set[str]:
+    """Ids of the image messages this scheme actually ran (a sampled run runs only some)."""
+    return {o.message_id for o in run.outcomes if o.has_image}
+
+
 def canary_scan(run: SchemeRun, data: RunData) -> dict[str, int]:
-    """Look for benign image bytes and benign hashes (raw and hex) in the provider's whole view."""
+    """Look for benign image bytes and benign hashes (raw and hex) in the provider's whole view,
+    over the benign image messages this scheme ran (n counts only those)."""
     view = b"".join(run.ledger.received_bytes(PROVIDER))
     learned = b"".join(_as_bytes(x.value) for x in run.ledger.learned_by(PROVIDER))
     hay = view + b"\x00" + learned
-    benign_msgs = [m for m in data.workload.image_messages if not m.known]
+    ran = _run_ids(run)
+    benign_msgs = [m for m in data.workload.image_messages if not m.known and m.id in ran]
     img_hits = hash_hits = 0
     checked = set()
     for m in benign_msgs:
@@ -108,7 +115,8 @@ def leakage_measurements(run: SchemeRun, data: RunData, params: dict) -> list[Me
     learned = run.ledger.learned_by(PROVIDER)
     declared_hash = any(x.kind in ("hash", "image") for x in learned)
     visible = declared_hash or scan["hash_hits"] > 0
-    benign_ids = {m.id for m in data.workload.image_messages if not m.known}
+    ran = _run_ids(run)
+    benign_ids = {m.id for m in data.workload.image_messages if not m.known and m.id in ran}
     bits = {mid: 0.0 for mid in benign_ids}
     for x in learned:
         if x.message_id in bits:

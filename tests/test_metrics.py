@@ -1,0 +1,37 @@
+"""Run metrics count what the run did: sampled runs, slices, labels."""
+from __future__ import annotations
+
+import pytest
+
+from e2eebench.evaluation.metrics import canary_scan, leakage_measurements
+from e2eebench.evaluation.runner import RunConfig, prepare, run_scheme
+from e2eebench.evaluation.workload import WorkloadConfig
+from e2eebench.protocols.registry import scheme_class
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    cfg = RunConfig(image_size=96, n_known=8, n_benign=10, seed=3, profile="quick",
+                    workload=WorkloadConfig(n_accounts=6, days=4, offender_fraction=0.34))
+    return prepare(cfg)
+
+
+def test_sampled_run_leakage_counts_only_messages_run(small_data, monkeypatch):
+    """A sampled run (as the HE schemes are in the quick profile) must not average its
+    provider-view figures over benign messages it never sent."""
+    monkeypatch.setattr(scheme_class("server-side"), "quick_sample", 6)
+    run = run_scheme("server-side", small_data)
+    assert run.sampled is not None and run.sampled[0] < run.sampled[1]
+    benign_run = [o for o in run.outcomes if o.has_image and not o.known]
+    assert 0 < len(benign_run) < sum(1 for m in small_data.workload.image_messages if not m.known)
+
+    scan = canary_scan(run, small_data)
+    # the provider sees every image it relays in the clear: all of them, and only those, are hits
+    assert scan["images"] == len(benign_run) and scan["image_hits"] == len(benign_run)
+
+    ms = {m.metric: m for m in leakage_measurements(run, small_data, {})}
+    bits = ms["provider_learns_per_benign_bits"]
+    assert bits.n == len(benign_run)
+    # independent figure: the provider learns at least the PNG it relays for every benign message
+    min_bits = min(8 * len(small_data.png[o.message_id]) for o in benign_run)
+    assert bits.value >= min_bits
