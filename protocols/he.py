@@ -233,10 +233,16 @@ class _HeBase(Scheme):
             sealed = seal(dev["prov_pk"], report, info=VERDICT_INFO, ad=_bind(ctx),
                           random_bytes=ctx.random_bytes)
         back = ctx.send(DEVICE, PROVIDER, "he verdict", sealed)
+        return self._open_verdict(state, back, ctx)
+
+    def _open_verdict(self, state: Any, back: bytes, ctx: MessageContext) -> bool:
+        """The provider opens the device's sealed verdict report (bytes from the device)."""
         try:
             rep = json.loads(open_sealed(state["prov"], back, info=VERDICT_INFO, ad=_bind(ctx)))
         except ValueError:
             raise MalformedMessage(f"{self.name}: verdict report does not parse") from None
+        if not isinstance(rep, dict):
+            raise MalformedMessage(f"{self.name}: verdict report is not a JSON object")
         if rep.get("message") != ctx.message_id or rep.get("account") != ctx.account \
                 or not isinstance(rep.get("match"), bool):
             raise AuthenticationFailed(f"{self.name}: verdict report is for another message")

@@ -166,3 +166,19 @@ def test_bench_and_cli_store_measured_and_extrapolated(tmp_path):
     assert set(df["label"]) == {"measured", "extrapolated"}
     assert png.stat().st_size > 1000
     assert main(["bench", "he", "--sizes", "x"]) == 2
+
+
+def test_verdict_report_that_is_not_an_object_is_malformed():
+    import json
+
+    from e2eebench.protocols.crypto import KeyPair, seal
+    from e2eebench.protocols.he import VERDICT_INFO, _bind
+    scheme = HeHamming(get_hasher("pdq"))
+    rng = np.random.default_rng(0)
+    keys = KeyPair.generate(rng.bytes)
+    ctx = MessageContext("m1", "acct-0", Channel(Ledger()), PartyClock(), rng)
+    for body in ([1, 2], "x", 3):
+        sealed = seal(keys.public_bytes, json.dumps(body).encode(), info=VERDICT_INFO, ad=_bind(ctx),
+                      random_bytes=rng.bytes)
+        with pytest.raises(MalformedMessage):
+            scheme._open_verdict({"prov": keys}, sealed, ctx)
