@@ -12,6 +12,10 @@ Key placement (parameter ``key_holder``):
                  device -> provider transfer, on that message's channel record; the payload
                  announces it with a flag). The device decrypts the verdict and reports it
                  in a sealed verdict message; the provider must trust the client to be honest.
+                 (The key upload crosses the channel with ``ctx.send``; the delivered bytes wait
+                 in ``ctx.extra["inbox:provider:he-keys"]`` for ``provider_receive``. The result
+                 round reaches the device's state through ``self._endpoints[account]``, the
+                 device's handler; only channel-delivered bytes are passed to it.)
 ``third-party``  a separate party (e.g. the EU Centre) generates one key set at setup and sends
                  the public bundle to the provider once; every device downloads only the
                  parameters and the public key (~1.3 MB BFV) and encrypts with it. The provider
