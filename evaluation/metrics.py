@@ -157,6 +157,7 @@ def measure(run: SchemeRun, data: RunData) -> list[Measurement]:
     for fn in EXTRA_METRICS:
         out.extend(fn(run, data))
     if run.scheme.modelled:  # the scheme's trust assumption is not something this machine can measure
-        for m in out:
-            m.label = "modelled"
+        for m in out:        # declared metadata (verdict_to, ...) stays declared: it is no model output
+            if m.label == "measured":
+                m.label = "modelled"
     return out

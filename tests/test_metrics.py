@@ -35,3 +35,15 @@ def test_sampled_run_leakage_counts_only_messages_run(small_data, monkeypatch):
     # independent figure: the provider learns at least the PNG it relays for every benign message
     min_bits = min(8 * len(small_data.png[o.message_id]) for o in benign_run)
     assert bits.value >= min_bits
+
+
+def test_modelled_scheme_keeps_declared_labels(small_data):
+    """The enclave's measurements become "modelled"; its declared metadata stays "declared"."""
+    from e2eebench.evaluation.metrics import measure
+    run = run_scheme("enclave", small_data)
+    assert run.scheme.modelled
+    ms = measure(run, small_data)
+    labels = {m.metric: m.label for m in ms}
+    assert labels["verdict_to"] == "declared"
+    assert labels["recall"] == "modelled" and labels["bytes_up"] == "modelled"
+    assert "measured" not in {m.label for m in ms}
