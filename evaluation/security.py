@@ -23,6 +23,7 @@ from typing import Any, Callable
 from e2eebench.clientside.hashing import Hasher
 from e2eebench.evaluation.attack_dishonest import MANIPULATIONS, probe_dishonest, relay_swap_detected
 from e2eebench.evaluation.attack_oracle import candidate_pool, run_oracle, tiny_setup
+from e2eebench.evaluation.stats import wilson
 from e2eebench.evaluation.store import Measurement
 from e2eebench.protocols.errors import ProtocolError
 from e2eebench.protocols.registry import scheme_class
@@ -101,8 +102,9 @@ def profile_measurements(profiles: list[dict], hasher: Hasher, evasion: dict[str
         if o.oracle == "offline":
             out.append(Measurement(s, "oracle_queries_per_s", o.queries_per_s, "1/s", o.candidates,
                                    params=base | {"list": o.list_size, "candidates": o.candidates}))
-            out.append(Measurement(s, "oracle_list_confirmed", o.confirmed_jpeg / o.list_size, "rate",
-                                   o.list_size, params=base | {"copies": "jpeg q=75"},
+            ci = wilson(o.confirmed_jpeg, o.list_size)
+            out.append(Measurement(s, "oracle_list_confirmed", ci.value if o.list_size else None, "rate",
+                                   o.list_size, ci.ci_low, ci.ci_high, params=base | {"copies": "jpeg q=75"},
                                    text=f"exact copies confirmed {o.confirmed_exact}/{o.list_size}; "
                                         f"false hits {o.false_hits}"))
         else:
@@ -212,8 +214,10 @@ def _attack_rows(name: str, h: Hasher, ev: dict, col: dict | None, applies: bool
                                e["ci_high"], base | {"mode": mode, "budget": e["budget"]},
                                text="hash algorithm public: the attacker runs it himself"))
         if e["psnr_db"]["median"] is not None:
+            # ci_low / ci_high hold the 10th and 90th percentiles here, not a 95% interval: say so
             out.append(Measurement(name, "evasion_psnr_db", e["psnr_db"]["median"], "dB", e["successes"],
-                                   e["psnr_db"]["p10"], e["psnr_db"]["p90"], base | {"mode": mode}))
+                                   e["psnr_db"]["p10"], e["psnr_db"]["p90"],
+                                   base | {"mode": mode, "stat": "median [p10, p90]"}))
     if col is not None:
         out.append(Measurement(name, "collision_success_rate", col["success_rate"], "rate", col["n"],
                                col["ci_low"], col["ci_high"], base | {"mode": col["mode"], "applies": applies},

@@ -141,3 +141,22 @@ def test_profile_measurements_per_scheme():
     assert got[("psi-ad", "oracle_queries_per_s")].value is None
     assert got[("psi-ad", "payload_replay_detected")].value == 1.0
     assert got[("psi-ad", "evasion_success_rate")].n == 2
+
+
+def test_security_rates_carry_intervals_and_percentiles_are_labelled():
+    """oracle_list_confirmed is a rate (Wilson interval, n = list size); a PSNR row whose
+    ci columns hold percentiles says so in its params."""
+    from e2eebench.evaluation.security import _attack_rows, profile_measurements, scheme_profile
+    from e2eebench.evaluation.stats import wilson
+    h = get_hasher("pdq")
+    pool = candidate_pool(h, 4, 10, seed=7)
+    prof = scheme_profile("on-device-list", h, pool, seed=7)
+    m = {x.metric: x for x in profile_measurements([prof], h, {}, None, relay_swap_detected())}["oracle_list_confirmed"]
+    o = prof["oracle"]
+    e = wilson(o.confirmed_jpeg, o.list_size)
+    assert m.n == o.list_size and (m.ci_low, m.ci_high) == (e.ci_low, e.ci_high)
+    assert m.ci_low <= m.value <= m.ci_high
+    ev = {"white-box": {"success_rate": 1.0, "n": 2, "ci_low": 0.34, "ci_high": 1.0, "budget": 400, "successes": 2,
+                        "psnr_db": {"median": 40.0, "p10": 38.0, "p90": 42.0}}}
+    psnr = [x for x in _attack_rows("s", h, ev, None, None) if x.metric == "evasion_psnr_db"][0]
+    assert psnr.params["stat"] == "median [p10, p90]" and (psnr.ci_low, psnr.ci_high) == (38.0, 42.0)
