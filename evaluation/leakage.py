@@ -128,7 +128,12 @@ def membership_oracle(run: SchemeRun, data: RunData) -> list[Measurement]:
                             text="online only: the device's verdict needs a provider round trip per test")]
     ms = [o.device_s for o in run.outcomes if o.message_id in offline and o.device_s > 0]
     rate = len(ms) / sum(ms) if ms else None
-    return [Measurement(run.name, "membership_oracle", rate, "tests/s", len(offline), params=p,
+    # the interval is the mean CPU time's t-interval, inverted (1 / mean is monotone); n = the
+    # timings the rate is computed from
+    e = mean_ci(ms)
+    lo = 1.0 / e.ci_high if e.ci_high is not None and e.ci_high > 0 else None
+    hi = 1.0 / e.ci_low if e.ci_low is not None and e.ci_low > 0 else None
+    return [Measurement(run.name, "membership_oracle", rate, "tests/s", len(ms), lo, hi, params=p,
                         text=f"offline: the device tests any image against its bundle with no provider "
                              f"contact ({len(offline)}/{len(told)} verdicts; rate = 1 / mean device CPU per image)")]
 

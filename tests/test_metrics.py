@@ -47,3 +47,15 @@ def test_modelled_scheme_keeps_declared_labels(small_data):
     assert labels["verdict_to"] == "declared"
     assert labels["recall"] == "modelled" and labels["bytes_up"] == "modelled"
     assert "measured" not in {m.label for m in ms}
+
+
+def test_membership_oracle_rate_has_interval_and_its_own_n(small_data):
+    """tests/s = 1 / mean device CPU per offline verdict; n is the timings used, the interval
+    brackets the value."""
+    from e2eebench.evaluation.leakage import membership_oracle
+    run = run_scheme("on-device-bloom", small_data)
+    m = membership_oracle(run, small_data)[0]
+    times = [o.device_s for o in run.outcomes if o.has_image and o.device_s > 0]
+    assert m.n == len(times)
+    assert m.value == pytest.approx(1.0 / (sum(times) / len(times)))
+    assert m.ci_low is not None and m.ci_low <= m.value <= m.ci_high
