@@ -217,7 +217,10 @@ def account_flag_measurement(scheme: str, false_pairs: int, pairs: int, *, list_
     lo = prob(e.ci_low) if pairs else None
     hi = prob(hi_pair) if pairs else None
     lg = log_binom_tail(messages, image_fpr(hi_pair, list_size), t) / math.log(10) if pairs else None
-    text = (f"modelled: {messages} images/year, t={t}, list {list_size}, independent entries; "
-            f"upper end = 10^{lg:.1f}" + ("; 0 false pairs observed: the upper end is a bound" if not false_pairs else ""))
+    text = f"modelled: {messages} images/year, t={t}, list {list_size}, independent entries; "
+    if not pairs:
+        text += "no pairs measured: nothing to model from"
+    else:
+        text += f"upper end = 10^{lg:.1f}" + ("; 0 false pairs observed: the upper end is a bound" if not false_pairs else "")
     return Measurement(scheme, "account_false_flag_prob", v, "probability", pairs, lo, hi,
                        params | {"messages_per_year": messages, "t": t, "list_size": list_size}, text, "modelled")

@@ -82,3 +82,11 @@ def test_apple_setting_is_monotone_and_tiny():
     p1 = AccountModel(1e-6, 7300, 1).innocent_flag_prob()
     assert 0 < p30 < 1e-12 < p1
     assert AccountModel(2e-6, 7300, 30).innocent_flag_prob() > p30
+
+
+def test_account_flag_measurement_without_pairs_has_no_value():
+    """No measured pairs: no value, no interval, n = 0, and a text that says why (no crash)."""
+    from e2eebench.evaluation.account_model import account_flag_measurement
+    m = account_flag_measurement("s", 0, 0, list_size=10, messages=100, t=1, params={})
+    assert m.value is None and m.ci_low is None and m.ci_high is None and m.n == 0
+    assert m.label == "modelled" and "no pairs" in m.text
