@@ -80,7 +80,8 @@ def _check_cell(df, scheme: str, metric: str, text: str) -> int:
         assert any(_close(x, s) for s in stored), (scheme, metric, x, stored, text)
     if not pd.isna(row["value"]) and row["unit"] != "bool":
         assert _close(nums[0], float(row["value"])), (scheme, metric, text)
-    assert f"n={int(row['n'])}" in text.replace(" ", "").replace("n=", "n=")
+    # whole number only: "n=4" must not pass on a cell that shows "n=40"
+    assert re.search(rf"(?<![\w.])n={int(row['n'])}(?![\d,.])", text), (scheme, metric, text)
     if row["label"] != "measured":
         assert row["label"] in text
     return len(nums)
