@@ -149,7 +149,13 @@ def measure(run: SchemeRun, data: RunData) -> list[Measurement]:
     params = run.scheme.describe_params() | {"corpus": data.config.corpus, "profile": data.config.profile}
     if run.sampled:
         params |= {"messages_sampled": run.sampled[0], "messages_total": run.sampled[1]}
-    out = (accuracy_measurements(run, params) + cost_measurements(run, params)
+    acc = accuracy_measurements(run, params)
+    if run.sampled:  # the sample is half known: its precision is not the workload's
+        for m in acc:
+            if m.metric == "precision" and m.value is not None:
+                m.text = (f"at the sample's base rate {m.params.get('base_rate')} (half known by design), "
+                          "not the workload's: not comparable with unsampled schemes")
+    out = (acc + cost_measurements(run, params)
            + leakage_measurements(run, data, params) + integrity_measurements(run, params))
     import importlib
     for mod in METRIC_MODULES:

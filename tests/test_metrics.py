@@ -59,3 +59,15 @@ def test_membership_oracle_rate_has_interval_and_its_own_n(small_data):
     assert m.n == len(times)
     assert m.value == pytest.approx(1.0 / (sum(times) / len(times)))
     assert m.ci_low is not None and m.ci_low <= m.value <= m.ci_high
+
+
+def test_sampled_precision_says_its_base_rate_is_the_samples(small_data, monkeypatch):
+    from e2eebench.evaluation.metrics import measure
+    monkeypatch.setattr(scheme_class("server-side"), "quick_sample", 6)
+    monkeypatch.setattr("e2eebench.evaluation.metrics.METRIC_MODULES", [])
+    monkeypatch.setattr("e2eebench.evaluation.metrics.EXTRA_METRICS", [])
+    run = run_scheme("server-side", small_data)
+    prec = [m for m in measure(run, small_data) if m.metric == "precision"][0]
+    im = [o for o in run.outcomes if o.has_image]
+    assert prec.params["base_rate"] == round(sum(o.known for o in im) / len(im), 4)
+    assert prec.value is not None and "sample's base rate" in prec.text
