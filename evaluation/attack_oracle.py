@@ -56,6 +56,7 @@ def tiny_setup(name: str, hasher: Hasher, db: KnownHashDatabase, seed: int = 0,
         received = channel.send(PROVIDER, DEVICE, "bundle", bundle)
         with clock.role(DEVICE):
             dstate = scheme.device_load(received, "alice", dctx)
+    channel.endpoints[DEVICE] = lambda label, req, c: scheme.device_answer(dstate, label, req, c)
     return scheme, pstate, dstate, channel, clock
 
 

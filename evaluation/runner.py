@@ -179,6 +179,10 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
         return scheme.provider_answer(pstate, label, request, c)
     channel.endpoints[PROVIDER] = endpoint
 
+    def device_endpoint(label: str, request: bytes, c: MessageContext) -> bytes:
+        return scheme.device_answer(devices[c.account].state, label, request, c)
+    channel.endpoints[DEVICE] = device_endpoint
+
     messages = wl.messages
     sampled = None
     if cfg.profile in ("quick", "conformance") and scheme.quick_sample and len(wl.image_messages) > scheme.quick_sample:

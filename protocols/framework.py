@@ -12,7 +12,9 @@ message   ``device_prepare(device_state, image, ctx) -> Prepared`` (the detectio
           the decrypted message only for schemes without end-to-end encryption. A device
           that needs an answer first (client-learns PSI) calls ``ctx.call(DEVICE, PROVIDER,
           label, request)``, which reaches ``provider_answer(provider_state, label, request,
-          ctx)`` on the provider's clock; both directions are counted on the channel.
+          ctx)`` on the provider's clock; both directions are counted on the channel. The
+          provider reaches the sending device the same way (``ctx.call(PROVIDER, DEVICE,
+          ...)`` -> ``device_answer(device_state, ...)``), e.g. for a result only it can decrypt.
 period    ``provider_finalize(provider_state, ctx)`` at the end of the run (threshold
           schemes release verdicts there).
 
@@ -151,6 +153,11 @@ class Scheme(ABC):
         """The provider's interactive endpoint, reached from a device with ``ctx.call``."""
         from e2eebench.protocols.errors import MalformedMessage
         raise MalformedMessage(f"{self.name} offers no interactive provider endpoint")
+
+    def device_answer(self, state: Any, label: str, request: bytes, ctx: MessageContext) -> bytes:
+        """The sending device's interactive endpoint (``ctx.call(PROVIDER, DEVICE, ...)``)."""
+        from e2eebench.protocols.errors import MalformedMessage
+        raise MalformedMessage(f"{self.name} offers no interactive device endpoint")
 
     def provider_finalize(self, state: Any, ctx: MessageContext) -> None:
         """End-of-period step (e.g. threshold reconstruction); default: nothing."""

@@ -12,10 +12,10 @@ Key placement (parameter ``key_holder``):
                  device -> provider transfer, on that message's channel record; the payload
                  announces it with a flag). The device decrypts the verdict and reports it
                  in a sealed verdict message; the provider must trust the client to be honest.
-                 (The key upload crosses the channel with ``ctx.send``; the delivered bytes wait
-                 in ``ctx.extra["inbox:provider:he-keys"]`` for ``provider_receive``. The result
-                 round reaches the device's state through ``self._endpoints[account]``, the
-                 device's handler; only channel-delivered bytes are passed to it.)
+                 (The key upload is a ``ctx.call`` to the provider's endpoint, which registers
+                 the device's key set; the result round is a ``ctx.call`` from the provider to
+                 the device's endpoint, ``device_answer``, which decrypts and returns the sealed
+                 verdict. Both rounds are counted on the message's channel record.)
 ``third-party``  a separate party (e.g. the EU Centre) generates one key set at setup and sends
                  the public bundle to the provider once; every device downloads only the
                  parameters and the public key (~1.3 MB BFV) and encrypts with it. The provider
@@ -77,11 +77,6 @@ class _HeBase(Scheme):
     verdict_to = "key holder (device or third party), then the provider"
     quick_sample = 6
     MAGIC = b"HE??"
-
-    def __init__(self, hasher, threshold=None, **params):
-        super().__init__(hasher, threshold, **params)
-        # a device's handler for the result round: reached only with bytes from the channel
-        self._endpoints: dict[str, dict] = {}
 
     # -- engine hooks --------------------------------------------------------------------
     def engine_params(self) -> Any:
@@ -148,7 +143,6 @@ class _HeBase(Scheme):
             state["device_bundle"] = dev_bundle
         elif dev_bundle:
             raise MalformedMessage(f"{self.name} bundle: unexpected public key for device placement")
-        self._endpoints[account] = state
         return state
 
     def device_storage(self, state: Any) -> int:
@@ -166,8 +160,9 @@ class _HeBase(Scheme):
             if not state["keys_sent"]:
                 # the public bundle goes to the provider directly (not in the envelope, which
                 # the recipient downloads too); the transfer is on this message's record
-                got = ctx.send(DEVICE, PROVIDER, "he public keys", state["holder"].public_bundle())
-                ctx.extra["inbox:provider:he-keys"] = got
+                ack = ctx.call(DEVICE, PROVIDER, "he public keys", state["holder"].public_bundle())
+                if ack != b"registered":
+                    raise MalformedMessage(f"{self.name}: the provider did not register the key set")
                 state["keys_sent"] = True
                 keys_flag = b"\x01"
             query = state["holder"].encrypt_query(x)
@@ -186,21 +181,18 @@ class _HeBase(Scheme):
                                                           ad=_bind(ctx)), 2, f"{self.name} payload")
         if flag not in (b"\x00", b"\x01"):
             raise MalformedMessage(f"{self.name} payload: bad key flag")
-        keys = ctx.extra.get("inbox:provider:he-keys") if flag == b"\x01" else None
-        if flag == b"\x01" and not keys:
+        if flag == b"\x01" and ctx.account not in state["matchers"]:
             raise MalformedMessage(f"{self.name}: payload announces a key set the provider did not receive")
         key = (ctx.account, ctx.message_id)
         if key in state["seen"]:
             raise ReplayError(f"{self.name}: query for this message was already evaluated")
         state["seen"].add(key)
         if self.mode == "device":
-            if keys:  # a device's (new) key set replaces its old one
-                state["matchers"][ctx.account] = self.new_matcher(keys, state["values"], state["params"], state["rng"])
             matcher = state["matchers"].get(ctx.account)
             if matcher is None:
                 raise MalformedMessage(f"{self.name}: no key set registered for {ctx.account}")
         else:
-            if keys:
+            if flag == b"\x01":
                 raise MalformedMessage(f"{self.name}: a device sent keys under third-party placement")
             matcher = state["matchers"][None]
         result = matcher.evaluate(query)
@@ -222,21 +214,28 @@ class _HeBase(Scheme):
         if match:
             ctx.learn(PROVIDER, "report", {"message": ctx.message_id, "account": ctx.account})
 
+    def provider_answer(self, state: Any, label: str, request: bytes, ctx: MessageContext) -> bytes:
+        """Device placement: a device registers its public key set (bytes from the channel)."""
+        if label != "he public keys" or self.mode != "device":
+            raise MalformedMessage(f"{self.name}: unexpected request {label!r}")
+        # a device's (new) key set replaces its old one
+        state["matchers"][ctx.account] = self.new_matcher(request, state["values"], state["params"], state["rng"])
+        return b"registered"
+
+    def device_answer(self, state: Any, label: str, request: bytes, ctx: MessageContext) -> bytes:
+        """Device placement: decrypt the masked result, learn the verdict, seal it to the provider."""
+        if label != "he result" or state.get("holder") is None:
+            raise MalformedMessage(f"{self.name}: {ctx.account} holds no key for this result")
+        m, count = self.decrypt(state["holder"], request)
+        ctx.verdict(DEVICE, m)
+        ctx.learn(DEVICE, "match_count", count)
+        report = json.dumps({"message": ctx.message_id, "account": ctx.account, "match": m},
+                            sort_keys=True).encode()
+        return seal(state["prov_pk"], report, info=VERDICT_INFO, ad=_bind(ctx), random_bytes=ctx.random_bytes)
+
     def _device_round(self, state: Any, result: bytes, ctx: MessageContext) -> bool:
         """Result to the device, which decrypts and reports its verdict sealed to the provider."""
-        got = ctx.send(PROVIDER, DEVICE, "he result", result)
-        dev = self._endpoints.get(ctx.account)
-        if dev is None or dev["holder"] is None:
-            raise MalformedMessage(f"{self.name}: {ctx.account} holds no key for this result")
-        with ctx.role(DEVICE):
-            m, count = self.decrypt(dev["holder"], got)
-            ctx.verdict(DEVICE, m)
-            ctx.learn(DEVICE, "match_count", count)
-            report = json.dumps({"message": ctx.message_id, "account": ctx.account, "match": m},
-                                sort_keys=True).encode()
-            sealed = seal(dev["prov_pk"], report, info=VERDICT_INFO, ad=_bind(ctx),
-                          random_bytes=ctx.random_bytes)
-        back = ctx.send(DEVICE, PROVIDER, "he verdict", sealed)
+        back = ctx.call(PROVIDER, DEVICE, "he result", result)
         return self._open_verdict(state, back, ctx)
 
     def _open_verdict(self, state: Any, back: bytes, ctx: MessageContext) -> bool:
