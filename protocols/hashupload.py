@@ -24,7 +24,7 @@ from e2eebench.clientside.hashing import Hasher
 from e2eebench.protocols import wire
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
 from e2eebench.protocols.crypto import KeyPair, open_sealed, seal, sha256
-from e2eebench.protocols.errors import ConfigError, MalformedMessage
+from e2eebench.protocols.errors import ConfigError, MalformedMessage, ReplayError
 from e2eebench.protocols.framework import Param, Prepared, Scheme, register
 from e2eebench.server.database import KnownHashDatabase
 from e2eebench.server.index import get_index
@@ -78,6 +78,14 @@ class _ProviderMatchBase(Scheme):
             raise MalformedMessage("bundle public key must be 32 bytes")
         return {"provider_key": key}
 
+    def _not_replayed(self, state: dict, ctx: MessageContext) -> None:
+        """A sealed payload is accepted once per (account, message): a re-sent one is a replay."""
+        key = (ctx.account, ctx.message_id)
+        seen = state.setdefault("seen", set())
+        if key in seen:
+            raise ReplayError(f"{self.name}: payload for this message was already received")
+        seen.add(key)
+
     def _match(self, state: dict, h: np.ndarray, ctx: MessageContext) -> None:
         ctx.learn(PROVIDER, "hash", h.tobytes())
         hit = False
@@ -112,6 +120,7 @@ class HashUpload(_ProviderMatchBase):
         raw = open_sealed(state["keys"], payload, info=HASH_INFO, ad=_ad(ctx))
         if len(raw) != self.hasher.nbytes:
             raise MalformedMessage(f"sealed hash is {len(raw)} bytes, expected {self.hasher.nbytes}")
+        self._not_replayed(state, ctx)
         self._match(state, np.frombuffer(raw, np.uint8).copy(), ctx)
 
 
@@ -154,5 +163,6 @@ class PartialHash(_ProviderMatchBase):
             return
         raw = open_sealed(state["keys"], payload, info=PARTIAL_INFO, ad=_ad(ctx))
         f = self.decode_features(raw)
+        self._not_replayed(state, ctx)
         ctx.learn(PROVIDER, "intermediate", raw)
         self._match(state, complete_hash(f), ctx)

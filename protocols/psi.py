@@ -183,6 +183,22 @@ def make_synthetic(dt: DeviceTable, plaintext: bytes, ad: bytes, magic: bytes,
     return magic + body + _check(magic, body, ad)
 
 
+class _Pending:
+    """A view of a replay set that collects additions and commits them only on success."""
+
+    def __init__(self, base: set[bytes]):
+        self.base, self.new = base, set()
+
+    def __contains__(self, q: bytes) -> bool:
+        return q in self.base or q in self.new
+
+    def add(self, q: bytes) -> None:
+        self.new.add(q)
+
+    def commit(self) -> None:
+        self.base |= self.new
+
+
 def open_voucher(pt: ProviderTable, voucher: bytes, ad: bytes, magic: bytes, plain: int,
                  seen: set[bytes]) -> tuple[int, bytes] | None:
     """(index, plaintext) if the voucher opens, None if not; typed errors on bad input.
@@ -498,9 +514,10 @@ class PsiAdLsh(_PsiBase):
         ad = binding(ctx.account, ctx.message_id)
         matched: list[int] = []
         shares: list[Share] = []
+        seen = _Pending(state["seen"])  # replay state changes only once every chunk voucher checked
         for i in range(self.n_chunks):
             res = open_voucher(state["table"], allv[i * vl:(i + 1) * vl], ad, self.magic_voucher,
-                               LSH_CHUNK_PLAIN, state["seen"])
+                               LSH_CHUNK_PLAIN, seen)
             if res is None:
                 continue
             plain = res[1]
@@ -508,6 +525,7 @@ class PsiAdLsh(_PsiBase):
                 raise AuthenticationFailed("opened chunk voucher was made for another account or message")
             matched.append(i)
             shares.append(Share.decode(plain[:SHARE_BYTES]))
+        seen.commit()
         state["chunk_matches"] += len(matched)
         for i in matched:  # declared leak: chunk i equals one of the list's values at index i
             ctx.learn(PROVIDER, "intermediate", bytes([i, 0]))

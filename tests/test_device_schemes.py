@@ -227,3 +227,23 @@ def test_cli_option_parsers_raise_config_errors():
     for bad in ("", "8", "8:x"):
         with pytest.raises(ConfigError):
             parse_configs(bad)
+
+
+@pytest.mark.parametrize("name", ["hash-upload", "partial-hash"])
+def test_sealed_payload_resent_is_a_replay(name):
+    from e2eebench.evaluation.corpora import get_corpus
+    from e2eebench.protocols.errors import ReplayError
+    from e2eebench.protocols.registry import scheme_class
+    from e2eebench.server.database import KnownHashDatabase
+    from e2eebench.clientside.hashing import get_hasher
+    items = get_corpus("dead-leaves", size=128).items(3)
+    hasher = get_hasher("pdq")
+    db = KnownHashDatabase.from_images(items[:2], [hasher])
+    scheme = scheme_class(name)(hasher)
+    mk = lambda mid: MessageContext(mid, "acct-1", Channel(), PartyClock(), np.random.default_rng(1))
+    pstate, bundle = scheme.provider_setup(db, mk("setup"))
+    dstate = scheme.device_load(bundle, "acct-1", mk("bundle"))
+    payload = scheme.device_prepare(dstate, items[0].image, mk("m1")).payload
+    scheme.provider_receive(pstate, payload, mk("m1"))
+    with pytest.raises(ReplayError):
+        scheme.provider_receive(pstate, payload, mk("m1"))
