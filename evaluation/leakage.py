@@ -96,7 +96,7 @@ def db_exposure(run: SchemeRun, data: RunData) -> list[Measurement]:
     fn = getattr(run.scheme, "device_db_exposure", None)
     if fn is not None:
         bits, text = fn(data.db)
-        label = "modelled" if bits else "measured"
+        label = "modelled" if bits else "declared"  # a declared zero is the scheme's claim, not a measurement
         return [Measurement(run.name, "db_exposure_bits", float(bits), "bits", len(data.db), params=p,
                             text=text, label=label)]
     if run.bundle_bytes == 0:

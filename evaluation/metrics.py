@@ -118,13 +118,13 @@ def leakage_measurements(run: SchemeRun, data: RunData, params: dict) -> list[Me
     ran = _run_ids(run)
     benign_ids = {m.id for m in data.workload.image_messages if not m.known and m.id in ran}
     bits = {mid: 0.0 for mid in benign_ids}
+    verdict_seen: set[str] = set()
     for x in learned:
         if x.message_id in bits:
-            if x.kind == "image":
+            if x.kind in ("image", "hash", "intermediate"):
                 bits[x.message_id] += 8 * len(_as_bytes(x.value))
-            elif x.kind in ("hash", "intermediate"):
-                bits[x.message_id] += 8 * len(_as_bytes(x.value))
-            elif x.kind == "verdict":
+            elif x.kind == "verdict" and x.message_id not in verdict_seen:
+                verdict_seen.add(x.message_id)  # the match bit counts once, however often recorded
                 bits[x.message_id] += 1
     return [
         Measurement(s, "hash_visible_to_provider", float(visible), "bool", scan["hashes"], params=params,
