@@ -224,3 +224,23 @@ def account_flag_measurement(scheme: str, false_pairs: int, pairs: int, *, list_
         text += f"upper end = 10^{lg:.1f}" + ("; 0 false pairs observed: the upper end is a bound" if not false_pairs else "")
     return Measurement(scheme, "account_false_flag_prob", v, "probability", pairs, lo, hi,
                        params | {"messages_per_year": messages, "t": t, "list_size": list_size}, text, "modelled")
+
+
+def count_distinguisher_advantage(n_images: int, synthetic_rate: float, k_real: int) -> float:
+    """What tpsi-ad's synthetic vouchers leave of an account's match count below the threshold.
+
+    Below t the provider sees only how many of an account's n vouchers opened. Each voucher is
+    synthetic (and opens) with probability p; a real match opens either way. So the count is
+    Binomial(n, p) for a benign account and k + Binomial(n - k, p) for one with k real matches.
+    The total-variation distance between the two is the best advantage any test on the count
+    can have in telling them apart (0 = indistinguishable, 1 = always told apart). Modelled:
+    it assumes the device draws synthetic vouchers independently with probability p, which
+    ``tests/test_psi.py`` checks against the protocol's real voucher counts.
+    """
+    from scipy.stats import binom
+    if not 0 <= synthetic_rate <= 1 or not 0 <= k_real <= n_images:
+        raise ConfigError(f"need 0 <= p <= 1 and 0 <= k <= n, got p={synthetic_rate}, k={k_real}, n={n_images}")
+    x = np.arange(n_images + 1)
+    benign = binom.pmf(x, n_images, synthetic_rate)
+    real = np.where(x >= k_real, binom.pmf(x - k_real, n_images - k_real, synthetic_rate), 0.0)
+    return float(0.5 * np.abs(benign - real).sum())

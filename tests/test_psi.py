@@ -290,3 +290,33 @@ def test_bench_psi_small():
     assert r["scalar_mult_us"] > 0 and r["provider_per_voucher_over_scalar_mult"] > 0.5
     with pytest.raises(ConfigError):
         bench_psi(size=5)
+
+
+def test_count_distinguisher_model_matches_real_voucher_counts(small):
+    """The binomial count model behind count_distinguisher_advantage, checked on real vouchers."""
+    from scipy.stats import binom
+    from e2eebench.evaluation.account_model import count_distinguisher_advantage
+    p, n_img = 0.3, 8
+    s = TPsiAd(small.hasher, t=50, synthetic_rate=p)       # t out of reach: counts only
+    pstate, bundle = s.provider_setup(small.db, _ctx("setup"))
+    benign = [b.image for b in small.benign[:n_img]]
+    ledger = Ledger()
+    counts = []
+    for a in range(60):
+        acct = f"benign-{a}"
+        dstate = s.device_load(bundle, acct, _ctx("b", acct, seed=[a]))
+        for j, img in enumerate(benign):
+            ctx = _ctx(f"{acct}-m{j}", acct, seed=[a, j, 7], ledger=ledger)
+            s.provider_receive(pstate, s.device_prepare(dstate, img, ctx).payload, ctx)
+        counts.append(sum(x.value for x in ledger.learned_by(PROVIDER, "outer_open")
+                          if x.message_id.startswith(acct + "-")))
+    counts = np.asarray(counts)
+    # mean and variance of the real counts agree with Binomial(n, p) (4-sigma band on the mean)
+    mean, var = binom.stats(n_img, p)
+    assert abs(counts.mean() - mean) < 4 * np.sqrt(var / len(counts))
+    # the advantage: exact bounds and monotone in k, vanishing as the synthetic rate grows
+    assert count_distinguisher_advantage(100, 0.0, 1) == pytest.approx(1.0)
+    assert count_distinguisher_advantage(100, 0.3, 0) == pytest.approx(0.0, abs=1e-12)
+    a1, a5 = count_distinguisher_advantage(1000, 0.05, 1), count_distinguisher_advantage(1000, 0.05, 5)
+    assert 0 < a1 < a5 < 1
+    assert count_distinguisher_advantage(1000, 0.2, 1) < a1
