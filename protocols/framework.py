@@ -127,6 +127,10 @@ class Scheme(ABC):
         d = hamming(hs, h)
         return bool((d == 0).any()) if self.matching == "exact" else bool((d <= self.threshold).any())
 
+    def plaintext_verdict(self, db: KnownHashDatabase, image: Image.Image) -> bool:
+        """The reference verdict for an image (schemes matching on more than the hash override it)."""
+        return self.plaintext_match(db, self.hasher.hash(image))
+
     # -- roles ---------------------------------------------------------------------------
     @abstractmethod
     def provider_setup(self, db: KnownHashDatabase, ctx: MessageContext) -> tuple[Any, bytes]:

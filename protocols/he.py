@@ -358,6 +358,10 @@ class HeCosine(_HeBase):
         except NotImplementedError:
             raise ConfigError(f"{self.name}: hasher {self.hasher.name} exposes no real-valued features") from None
 
+    def plaintext_verdict(self, db: KnownHashDatabase, image: Image.Image) -> bool:
+        """The same rule in the clear: some list entry's cosine similarity exceeds the threshold."""
+        return bool((self.list_values(db) @ self.query_value(image) > self.p["similarity"]).any())
+
     def decrypt(self, holder: CkksKeyHolder, result: bytes) -> tuple[bool, int]:
         v = holder.decrypt_values(result)
         pos = int(np.count_nonzero(v > 0))
