@@ -17,7 +17,7 @@ from e2eebench.evaluation.store import Measurement
 
 EXTRA_METRICS: list[Callable[[SchemeRun, RunData], list[Measurement]]] = []
 # modules whose import appends to EXTRA_METRICS (leakage probes, security profiles, ...)
-METRIC_MODULES: list[str] = ["leakage", "accuracy", "security"]
+METRIC_MODULES: list[str] = ["leakage", "accuracy", "security", "eu_scale"]
 
 
 def _rate(scheme: str, metric: str, k: int, n: int, params: dict) -> Measurement:
