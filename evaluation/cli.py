@@ -159,7 +159,8 @@ def run_cmd(quick: bool = typer.Option(False, "--quick", help="the embedded defa
             raise InputError(f"not a readable folder: {p}")
     with progress_bar() as cb:
         result = run(cfg, db=str(db), progress=cb, scheduler=scheduler)
-    df = result.measurements
+    order = {n: i for i, n in enumerate(cfg.schemes)}  # rows in the order the user asked for
+    df = result.measurements.sort_values("scheme", key=lambda c: c.map(order), kind="stable")
     title = (f"run {result.run_id} (seed {cfg.seed}, {cfg.hasher}, {cfg.corpus}, list {len(result.data.db)}, "
              f"threshold {cfg.threshold}: {result.runs[0].scheme.threshold if result.runs else 'n/a'})")
     if fmt == "table":
