@@ -6,16 +6,18 @@ import importlib
 from e2eebench.protocols.errors import UnknownNameError
 from e2eebench.protocols.framework import SCHEMES, Scheme
 
-# one module per family; each registers its schemes on import
+# one module per family; each registers its schemes on import, in the order of the design's
+# table (baseline, device-related, encryption-related, server-related), which is the default
+# row order of every comparison
 SCHEME_MODULES = [
     "baseline",
     "ondevice",
-    "mpc",
-    "enclave",
     "hashupload",
     "psi",
-    "he",
     "psi_openmined",
+    "he",
+    "mpc",
+    "enclave",
 ]
 for _m in SCHEME_MODULES:
     importlib.import_module(f"e2eebench.protocols.{_m}")
