@@ -19,7 +19,7 @@ from typing import ClassVar, Iterable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from e2eebench.protocols.errors import InputError, UnknownNameError
+from e2eebench.protocols.errors import ConfigError, InputError, UnknownNameError
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -72,6 +72,7 @@ class Hasher(ABC):
     description: ClassVar[str]
     library: ClassVar[str]
     has_quality: ClassVar[bool] = False
+    has_features: ClassVar[bool] = False  # real-valued values before binarisation (CKKS, partial hashing)
 
     @property
     def nbytes(self) -> int:
@@ -90,7 +91,7 @@ class Hasher(ABC):
 
     def features(self, image: Image.Image) -> np.ndarray:
         """Real-valued features the bits are thresholded from (for CKKS / partial hashing)."""
-        raise NotImplementedError(f"{self.name} exposes no real-valued features")
+        raise ConfigError(f"hasher {self.name} exposes no real-valued features")
 
     def check(self, h: np.ndarray) -> np.ndarray:
         h = np.asarray(h)
@@ -112,6 +113,7 @@ class PdqHasher(Hasher):
     description = "Meta PDQ (pdqhash, reference C++): 256 bits, match <= 31, quality 0-100"
     library = "pdqhash"
     has_quality = True
+    has_features = True
 
     def _compute(self, image: Image.Image):
         import pdqhash
@@ -149,6 +151,7 @@ class _ImageHashHasher(Hasher):
 
 class PHasher(_ImageHashHasher):
     name, _fn = "phash", "phash"
+    has_features = True
     description = "pHash (imagehash): 64-bit DCT sign hash; conventional match <= 10"
 
     def features(self, image: Image.Image) -> np.ndarray:

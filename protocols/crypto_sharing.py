@@ -114,7 +114,7 @@ def split(secret: int, t: int, n: int, rng: RandomSource = None) -> list[Share]:
     return [gen.share_at(x) for x in range(1, n + 1)]
 
 
-def fake_share(rng: RandomSource = None) -> Share:
+def synthetic_share(rng: RandomSource = None) -> Share:
     """A synthetic voucher's share: random y at a random x (indistinguishable from a real one)."""
     return Share(random_field_element(rng) % (L - 1) + 1, random_field_element(rng))
 
@@ -285,7 +285,7 @@ def measure_robust(t: int, n: int, e: int | None = None, seed: int = 0) -> float
     secret = random_field_element(rng)
     gen = ShareGenerator(secret, t, rng)
     shares = [gen.share_for(i.to_bytes(8, "big")) for i in range(n - e)]
-    shares += [fake_share(rng) for _ in range(e)]
+    shares += [synthetic_share(rng) for _ in range(e)]
     order = rng.permutation(n)
     shares = [shares[i] for i in order]
     t0 = time.process_time()
@@ -298,6 +298,6 @@ def measure_robust(t: int, n: int, e: int | None = None, seed: int = 0) -> float
 
 __all__ = [
     "SHARE_BYTES", "Share", "ShareGenerator", "RobustResult", "share_x", "random_field_element",
-    "split", "fake_share", "interpolate_at", "reconstruct", "max_correctable",
+    "split", "synthetic_share", "interpolate_at", "reconstruct", "max_correctable",
     "robust_reconstruct", "measure_robust",
 ]

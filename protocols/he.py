@@ -36,6 +36,8 @@ Hamming rule (docs/he.md reports how often they agree).
 """
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import json
 import math
 from typing import Any
@@ -78,27 +80,34 @@ class _HeBase(Scheme):
     quick_sample = 6
     MAGIC = b"HE??"
 
-    # -- engine hooks --------------------------------------------------------------------
+    # -- engine hooks (BFV or CKKS; every concrete scheme implements all of them) ---------
+    @abstractmethod
     def engine_params(self) -> Any:
-        raise NotImplementedError
+        """Engine hook."""
 
+    @abstractmethod
     def new_key_holder(self, params: Any) -> Any:
-        raise NotImplementedError
+        """Engine hook."""
 
+    @abstractmethod
     def new_encryptor(self, device_bundle: bytes, params: Any) -> Any:
-        raise NotImplementedError
+        """Engine hook."""
 
+    @abstractmethod
     def list_values(self, db: KnownHashDatabase) -> np.ndarray:
-        raise NotImplementedError
+        """Engine hook."""
 
+    @abstractmethod
     def new_matcher(self, public_bundle: bytes, values: np.ndarray, params: Any, rng) -> Any:
-        raise NotImplementedError
+        """Engine hook."""
 
+    @abstractmethod
     def query_value(self, image: Image.Image) -> np.ndarray:
-        raise NotImplementedError
+        """Engine hook."""
 
+    @abstractmethod
     def decrypt(self, holder: Any, result: bytes) -> tuple[bool, int]:
-        raise NotImplementedError
+        """Engine hook."""
 
     @property
     def mode(self) -> str:
@@ -353,10 +362,7 @@ class HeCosine(_HeBase):
         return CkksMatcher(public_bundle, values, params, rng)
 
     def query_value(self, image: Image.Image) -> np.ndarray:
-        try:
-            return _centred(self.hasher.features(image))
-        except NotImplementedError:
-            raise ConfigError(f"{self.name}: hasher {self.hasher.name} exposes no real-valued features") from None
+        return _centred(self.hasher.features(image))
 
     def plaintext_verdict(self, db: KnownHashDatabase, image: Image.Image) -> bool:
         """The same rule in the clear: some list entry's cosine similarity exceeds the threshold."""

@@ -30,7 +30,7 @@ from e2eebench.protocols import wire
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
 from e2eebench.protocols.crypto_group import (L, POINT_BYTES, Scalar, base_mul, hash_to_group,
                                               hash_many_bytes, mul_many_bytes)
-from e2eebench.protocols.crypto_sharing import (SHARE_BYTES, Share, ShareGenerator, fake_share,
+from e2eebench.protocols.crypto_sharing import (SHARE_BYTES, Share, ShareGenerator, synthetic_share,
                                                 random_field_element, robust_reconstruct)
 from e2eebench.protocols.cuckoo import CuckooTable, candidate_slots_for
 from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage, ReplayError
@@ -363,7 +363,7 @@ class TPsiAd(_PsiBase):
         x = _element(self.hasher.hash(image))
         synthetic = ctx.rng.random() < self.p["synthetic_rate"]
         if synthetic:
-            plain = fake_share(ctx.rng).encode() + ctx.rng.bytes(INNER_CT)
+            plain = synthetic_share(ctx.rng).encode() + ctx.rng.bytes(INNER_CT)
             return Prepared(make_synthetic(dt, plain, ad, self.magic_voucher, ctx.rng))
         inner_plain = ad + visual_derivative(image)
         nonce = ctx.rng.bytes(NONCE_BYTES)

@@ -56,10 +56,8 @@ class KnownHashDatabase:
         feats: dict[str, np.ndarray] = {}
         if with_features:
             for h in hashers:
-                try:
+                if h.has_features:
                     feats[h.name] = np.stack([h.features(it.image) for it in items])
-                except NotImplementedError:
-                    pass
         return cls([it.id for it in items], hashes, feats, version)
 
     def hashes_for(self, hasher: str) -> np.ndarray:

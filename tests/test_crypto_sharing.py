@@ -8,7 +8,7 @@ import pytest
 
 from e2eebench.protocols.crypto_group import L
 from e2eebench.protocols.crypto_sharing import (
-    Share, ShareGenerator, fake_share, interpolate_at, max_correctable, random_field_element,
+    Share, ShareGenerator, synthetic_share, interpolate_at, max_correctable, random_field_element,
     reconstruct, robust_reconstruct, share_x, split,
 )
 from e2eebench.protocols.errors import InputError, MalformedMessage
@@ -104,7 +104,7 @@ def test_robust_recovers_when_n_at_least_t_plus_2e(t: int, n_real: int, e: int) 
     secret = random_field_element(rng)
     gen = ShareGenerator(secret, t, rng)
     real = [gen.share_for(i.to_bytes(4, "big")) for i in range(n_real)]
-    fakes = [fake_share(rng) for _ in range(e)]
+    fakes = [synthetic_share(rng) for _ in range(e)]
     shares = real + fakes
     order = list(rng.permutation(len(shares)))
     mixed = [shares[i] for i in order]
@@ -123,7 +123,7 @@ def test_robust_fails_gracefully_beyond_the_bound(t: int, n_real: int, e: int) -
     rng = np.random.default_rng(t * 1000 + e)
     secret = random_field_element(rng)
     gen = ShareGenerator(secret, t, rng)
-    shares = [gen.share_for(i.to_bytes(4, "big")) for i in range(n_real)] + [fake_share(rng) for _ in range(e)]
+    shares = [gen.share_for(i.to_bytes(4, "big")) for i in range(n_real)] + [synthetic_share(rng) for _ in range(e)]
     assert len(shares) < t + 2 * e or n_real < t
     res = robust_reconstruct(shares, t)
     assert res is None
@@ -145,8 +145,8 @@ def test_robust_t30_n100_max_fakes() -> None:
     secret = random_field_element(rng)
     gen = ShareGenerator(secret, 30, rng)
     e = max_correctable(100, 30)
-    shares = [gen.share_for(i.to_bytes(4, "big")) for i in range(100 - e)] + [fake_share(rng) for _ in range(e)]
+    shares = [gen.share_for(i.to_bytes(4, "big")) for i in range(100 - e)] + [synthetic_share(rng) for _ in range(e)]
     res = robust_reconstruct(shares, 30)
     assert res is not None and res.secret == secret and len(res.fake) == e == 35
-    shares.append(fake_share(rng))  # 36 fakes among 101: beyond floor((101-30)/2) = 35
+    shares.append(synthetic_share(rng))  # 36 fakes among 101: beyond floor((101-30)/2) = 35
     assert robust_reconstruct(shares, 30) is None
