@@ -168,10 +168,11 @@ def linkability(run: SchemeRun, data: RunData) -> list[Measurement]:
             f = v["intermediate"]
             hashes[mid] = np.packbits((f > np.median(f)).astype(np.uint8))
         elif "image" in v:
-            hashes[mid] = data.hasher.hash(data.images[mid])
+            hashes[mid] = data.image_hash(mid)
     seen = [m for m in msgs if m.id in hashes]
     if not seen:
-        sent = [m for m in msgs if any(o.message_id == m.id and o.sent for o in run.outcomes)]
+        sent_ids = {o.message_id for o in run.outcomes if o.sent}
+        sent = [m for m in msgs if m.id in sent_ids]
         ids, items = [m.id for m in sent], [m.item_id for m in sent]
         same, _ = _same_and_diff_pairs(ids, items)
         pl = _payloads(run, set(ids))

@@ -100,7 +100,7 @@ def canary_scan(run: SchemeRun, data: RunData) -> dict[str, int]:
         needle = png[len(png) // 2: len(png) // 2 + 48]
         if needle and needle in hay:
             img_hits += 1
-        h = data.hasher.hash(data.images[m.id]).tobytes()
+        h = data.image_hash(m.id).tobytes()
         if h in checked:
             continue
         checked.add(h)

@@ -63,6 +63,13 @@ class RunData:
     images: dict[str, Image.Image]       # message id -> the image as sent
     png: dict[str, bytes]                # message id -> its encoded bytes
     thresholds: dict[str, Any] = field(default_factory=dict)
+    _hashes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def image_hash(self, message_id: str) -> np.ndarray:
+        """The run hasher's hash of an image as sent, computed once per run (for measurements)."""
+        if message_id not in self._hashes:
+            self._hashes[message_id] = self.hasher.hash(self.images[message_id])
+        return self._hashes[message_id]
 
 
 @dataclass

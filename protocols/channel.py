@@ -79,6 +79,7 @@ class Channel:
     def __init__(self, ledger: Ledger | None = None):
         self.ledger = ledger if ledger is not None else Ledger()
         self.transfers: list[Transfer] = []
+        self._by_message: dict[str | None, list[Transfer]] = defaultdict(list)
         # interactive endpoints on this network: party -> handler(label, request, ctx) -> response
         self.endpoints: dict[str, Callable[[str, bytes, "MessageContext"], bytes]] = {}
         self._scope: str | None = None
@@ -107,11 +108,12 @@ class Channel:
             self._last_direction = direction
         t = Transfer(len(self.transfers), sender, receiver, label, len(data), self._scope, self._flight)
         self.transfers.append(t)
+        self._by_message[self._scope].append(t)
         self.ledger.record_receipt(t, data)
         return data
 
     def for_message(self, message_id: str) -> list[Transfer]:
-        return [t for t in self.transfers if t.message_id == message_id]
+        return list(self._by_message.get(message_id, ()))
 
 
 class PartyClock:
