@@ -10,14 +10,13 @@ from __future__ import annotations
 import io
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
-from e2eebench.clientside.hashing import hamming
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
 from e2eebench.protocols.errors import MalformedMessage
 from e2eebench.protocols.framework import Prepared, Scheme, register
 from e2eebench.server.database import KnownHashDatabase
+from e2eebench.server.index import closest_within, get_index
 
 
 def decode_image(data: bytes) -> Image.Image:
@@ -42,7 +41,8 @@ class ServerSide(Scheme):
     description = "Provider decrypts the transport layer, hashes every image and scans the list"
 
     def provider_setup(self, db: KnownHashDatabase, ctx: MessageContext) -> tuple[Any, bytes]:
-        return {"hashes": db.hashes_for(self.hasher.name), "ids": db.ids}, b""
+        hs = db.hashes_for(self.hasher.name)
+        return {"index": get_index("mih", hs, threshold=self.threshold) if len(hs) else None, "ids": db.ids}, b""
 
     def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:
         if bundle:
@@ -61,8 +61,7 @@ class ServerSide(Scheme):
         ctx.learn(PROVIDER, "image", body.image)
         h = self.hasher.hash(image)
         ctx.learn(PROVIDER, "hash", h.tobytes())
-        d = hamming(state["hashes"], h) if len(state["hashes"]) else np.array([], int)
-        hit = bool(len(d) and d.min() <= self.threshold)
-        ctx.verdict(PROVIDER, hit)
-        if hit:
-            ctx.learn(PROVIDER, "report", {"entry": state["ids"][int(d.argmin())], "distance": int(d.min())})
+        hit = closest_within(state["index"], h, self.threshold)
+        ctx.verdict(PROVIDER, hit is not None)
+        if hit is not None:
+            ctx.learn(PROVIDER, "report", {"entry": state["ids"][hit[0]], "distance": hit[1]})

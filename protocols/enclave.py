@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from e2eebench.clientside.hashing import hamming
 from e2eebench.protocols import wire
 from e2eebench.protocols.channel import DEVICE, ENCLAVE, PROVIDER, RECIPIENT, MessageContext
 from e2eebench.protocols.crypto import KeyPair, open_sealed, seal
 from e2eebench.protocols.errors import MalformedMessage, ReplayError
 from e2eebench.protocols.framework import Prepared, Scheme, register
 from e2eebench.server.database import KnownHashDatabase
+from e2eebench.server.index import closest_within, get_index
 
 INFO = b"e2eebench enclave sealed hash v1"
 
@@ -45,9 +45,11 @@ class Enclave(Scheme):
         with ctx.role(ENCLAVE):
             keys = KeyPair.generate(ctx.random_bytes)
             quote = ctx.send(ENCLAVE, PROVIDER, "attestation (modelled)", keys.public_bytes)
-        hs = db.hashes_for(self.hasher.name)
-        ctx.send(PROVIDER, ENCLAVE, "list", wire.hashes_to_bytes(hs))
-        return {"keys": keys, "hashes": hs, "seen": set()}, wire.pack(b"ENC1", [quote, self.hasher.name.encode()])
+        got = ctx.send(PROVIDER, ENCLAVE, "list", wire.hashes_to_bytes(db.hashes_for(self.hasher.name)))
+        with ctx.role(ENCLAVE):  # the enclave indexes the list it received
+            hs = wire.bytes_to_hashes(got, self.hasher.nbytes, "enclave list") if got else None
+            index = get_index("mih", hs, threshold=self.threshold) if hs is not None else None
+        return {"keys": keys, "index": index, "seen": set()}, wire.pack(b"ENC1", [quote, self.hasher.name.encode()])
 
     def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:
         key, name = wire.unpack(b"ENC1", bundle, 2, "enclave bundle")
@@ -74,8 +76,7 @@ class Enclave(Scheme):
             state["seen"].add(key)
             h = np.frombuffer(raw, np.uint8)
             ctx.learn(ENCLAVE, "hash", raw)
-            d = hamming(state["hashes"], h) if len(state["hashes"]) else np.array([], int)
-            match = bool(len(d) and d.min() <= self.threshold)
+            match = closest_within(state["index"], h, self.threshold) is not None
             ctx.verdict(ENCLAVE, match)
             verdict = ctx.send(ENCLAVE, PROVIDER, "verdict", b"\x01" if match else b"\x00")
         ctx.verdict(PROVIDER, verdict == b"\x01")

@@ -27,7 +27,7 @@ from e2eebench.protocols.crypto import KeyPair, open_sealed, seal, sha256
 from e2eebench.protocols.errors import ConfigError, MalformedMessage, ReplayError
 from e2eebench.protocols.framework import Param, Prepared, Scheme, register
 from e2eebench.server.database import KnownHashDatabase
-from e2eebench.server.index import get_index
+from e2eebench.server.index import closest_within, get_index
 
 HASH_INFO = b"e2eebench hash-upload v1"
 PARTIAL_INFO = b"e2eebench partial-hash v1"
@@ -88,15 +88,10 @@ class _ProviderMatchBase(Scheme):
 
     def _match(self, state: dict, h: np.ndarray, ctx: MessageContext) -> None:
         ctx.learn(PROVIDER, "hash", h.tobytes())
-        hit = False
-        if state["index"] is not None:
-            m = state["index"].query(h, self.threshold)
-            hit = len(m) > 0
-            if hit:
-                i = int(np.argmin(m.distances))
-                ctx.learn(PROVIDER, "report", {"entry": state["ids"][int(m.ids[i])],
-                                               "distance": int(m.distances[i])})
-        ctx.verdict(PROVIDER, hit)
+        hit = closest_within(state["index"], h, self.threshold)
+        if hit is not None:
+            ctx.learn(PROVIDER, "report", {"entry": state["ids"][hit[0]], "distance": hit[1]})
+        ctx.verdict(PROVIDER, hit is not None)
 
     def device_db_exposure(self, db: KnownHashDatabase) -> tuple[float, str]:
         return 0.0, "bundle holds only the provider's public key; the list stays at the provider"

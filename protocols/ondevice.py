@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from e2eebench.clientside.hashing import Hasher, hamming
+from e2eebench.clientside.hashing import Hasher
 from e2eebench.protocols import wire
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
 from e2eebench.protocols.crypto import KeyPair
@@ -29,6 +29,7 @@ from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, Malfor
 from e2eebench.protocols.framework import ACTION_PARAM, Param, Prepared, Scheme, register
 from e2eebench.protocols.sealed_report import open_report, seal_report
 from e2eebench.server.database import KnownHashDatabase, merkle_root
+from e2eebench.server.index import closest_within, get_index
 
 REPORT_INFO = b"e2eebench on-device report v1"
 
@@ -87,14 +88,14 @@ class OnDeviceList(_OnDeviceBase):
         if merkle_root([h.tobytes() for h in hs]) != root:
             raise AuthenticationFailed("bundle's list does not match its root digest")
         ctx.learn(DEVICE, "database", len(hs))
-        return {"hashes": hs, "threshold": wire.read_u32(thr), "report_key": key, "root": root}
+        return {"hashes": hs, "index": get_index("linear", hs) if len(hs) else None,
+                "threshold": wire.read_u32(thr), "report_key": key, "root": root}
 
     def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
         h = self.hasher.hash(image)
-        d = hamming(state["hashes"], h) if len(state["hashes"]) else np.array([], int)
-        match = bool(len(d) and d.min() <= state["threshold"])
-        report = {"entry": int(d.argmin()), "distance": int(d.min())} if match else {}
-        return self._act(state, match, report, ctx)
+        hit = closest_within(state["index"], h, state["threshold"])
+        report = {"entry": hit[0], "distance": hit[1]} if hit is not None else {}
+        return self._act(state, hit is not None, report, ctx)
 
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
         self._open_report(state["keys"], payload, ctx)

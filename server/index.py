@@ -545,3 +545,18 @@ def get_index(name: str, hashes: np.ndarray, **params: Any) -> HashIndex:
         return cls.build(hashes, **params)
     except TypeError as exc:  # an unknown keyword for this index
         raise ConfigError(f"index {name!r}: {exc}") from None
+
+
+def closest_within(index: HashIndex | None, h: np.ndarray, threshold: int) -> tuple[int, int] | None:
+    """(id, distance) of the nearest list hash within ``threshold`` (lowest id on ties), or None.
+
+    The one matching rule every scheme that sees a hash in the clear applies, on the index it
+    chose (a device's plain list, a provider's MIH index); ``None`` for an empty or absent list.
+    """
+    if index is None or len(index) == 0:
+        return None
+    m = index.query(h, threshold)
+    if len(m.ids) == 0:
+        return None
+    i = int(np.argmin(m.distances))          # ids are ascending, so argmin keeps the lowest id
+    return int(m.ids[i]), int(m.distances[i])
