@@ -185,5 +185,10 @@ class MessageContext:
     def role(self, party: str):
         return self.clock.role(party)
 
+    def binding(self) -> bytes:
+        """Associated data that binds a sealed value to this account and message (a replayed or
+        moved payload then fails to authenticate)."""
+        return self.account.encode() + b"\x00" + self.message_id.encode()
+
     def random_bytes(self, n: int) -> bytes:
         return self.rng.bytes(n)

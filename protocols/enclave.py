@@ -59,7 +59,7 @@ class Enclave(Scheme):
 
     def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
         h = self.hasher.hash(image)
-        ad = (ctx.account + "|" + ctx.message_id).encode()
+        ad = ctx.binding()
         return Prepared(seal(state["key"], h.tobytes(), info=INFO, ad=ad, random_bytes=ctx.random_bytes))
 
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
@@ -70,7 +70,7 @@ class Enclave(Scheme):
             key = (ctx.account, ctx.message_id)
             if key in state["seen"]:
                 raise ReplayError("sealed hash for this message was already processed")
-            raw = open_sealed(state["keys"], blob, info=INFO, ad=(ctx.account + "|" + ctx.message_id).encode())
+            raw = open_sealed(state["keys"], blob, info=INFO, ad=ctx.binding())
             if len(raw) != self.hasher.nbytes:
                 raise MalformedMessage("sealed hash has the wrong length")
             state["seen"].add(key)

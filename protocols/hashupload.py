@@ -44,11 +44,6 @@ def complete_hash(features: np.ndarray) -> np.ndarray:
     return np.packbits((f > np.median(f)).astype(np.uint8))
 
 
-def _ad(ctx: MessageContext) -> bytes:
-    # binds the sealed value to this account and message: a relay cannot replay or move it
-    return ctx.account.encode() + b"\x00" + ctx.message_id.encode()
-
-
 class _ProviderMatchBase(Scheme):
     """Shared setup: the provider's key pair and MIH index; the bundle is only its public key."""
 
@@ -106,13 +101,13 @@ class HashUpload(_ProviderMatchBase):
 
     def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
         h = self.hasher.hash(image)
-        return Prepared(seal(state["provider_key"], h.tobytes(), info=HASH_INFO, ad=_ad(ctx),
+        return Prepared(seal(state["provider_key"], h.tobytes(), info=HASH_INFO, ad=ctx.binding(),
                              random_bytes=ctx.random_bytes))
 
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
         if not payload:  # text-only message (or a stripped payload: the provider cannot tell)
             return
-        raw = open_sealed(state["keys"], payload, info=HASH_INFO, ad=_ad(ctx))
+        raw = open_sealed(state["keys"], payload, info=HASH_INFO, ad=ctx.binding())
         if len(raw) != self.hasher.nbytes:
             raise MalformedMessage(f"sealed hash is {len(raw)} bytes, expected {self.hasher.nbytes}")
         self._not_replayed(state, ctx)
@@ -151,12 +146,12 @@ class PartialHash(_ProviderMatchBase):
     def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
         f = self.hasher.features(image)
         return Prepared(seal(state["provider_key"], self.encode_features(f), info=PARTIAL_INFO,
-                             ad=_ad(ctx), random_bytes=ctx.random_bytes))
+                             ad=ctx.binding(), random_bytes=ctx.random_bytes))
 
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
         if not payload:  # text-only message (or a stripped payload: the provider cannot tell)
             return
-        raw = open_sealed(state["keys"], payload, info=PARTIAL_INFO, ad=_ad(ctx))
+        raw = open_sealed(state["keys"], payload, info=PARTIAL_INFO, ad=ctx.binding())
         f = self.decode_features(raw)
         self._not_replayed(state, ctx)
         ctx.learn(PROVIDER, "intermediate", raw)

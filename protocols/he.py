@@ -67,10 +67,6 @@ def _key_holder_param(default: str) -> Param:
     return Param("key_holder", default, "who holds the secret key: device or third-party", KEY_HOLDERS, str)
 
 
-def _bind(ctx: MessageContext) -> bytes:
-    return (ctx.account + "|" + ctx.message_id).encode()
-
-
 class _HeBase(Scheme):
     """Shared roles; subclasses provide the engine (key holder, encryptor, matcher, verdict)."""
 
@@ -180,14 +176,14 @@ class _HeBase(Scheme):
                 state["encryptor"] = self.new_encryptor(state["device_bundle"], state["params"])
             query = state["encryptor"].encrypt_query(x)
         body = wire.pack(self.MAGIC, [keys_flag, query])
-        return Prepared(seal(state["prov_pk"], body, info=PAYLOAD_INFO, ad=_bind(ctx),
+        return Prepared(seal(state["prov_pk"], body, info=PAYLOAD_INFO, ad=ctx.binding(),
                              random_bytes=ctx.random_bytes))
 
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
         if not payload:
             return
         flag, query = wire.unpack(self.MAGIC, open_sealed(state["prov"], payload, info=PAYLOAD_INFO,
-                                                          ad=_bind(ctx)), 2, f"{self.name} payload")
+                                                          ad=ctx.binding()), 2, f"{self.name} payload")
         if flag not in (b"\x00", b"\x01"):
             raise MalformedMessage(f"{self.name} payload: bad key flag")
         if flag == b"\x01" and ctx.account not in state["matchers"]:
@@ -240,7 +236,7 @@ class _HeBase(Scheme):
         ctx.learn(DEVICE, "match_count", count)
         report = json.dumps({"message": ctx.message_id, "account": ctx.account, "match": m},
                             sort_keys=True).encode()
-        return seal(state["prov_pk"], report, info=VERDICT_INFO, ad=_bind(ctx), random_bytes=ctx.random_bytes)
+        return seal(state["prov_pk"], report, info=VERDICT_INFO, ad=ctx.binding(), random_bytes=ctx.random_bytes)
 
     def _device_round(self, state: Any, result: bytes, ctx: MessageContext) -> bool:
         """Result to the device, which decrypts and reports its verdict sealed to the provider."""
@@ -250,7 +246,7 @@ class _HeBase(Scheme):
     def _open_verdict(self, state: Any, back: bytes, ctx: MessageContext) -> bool:
         """The provider opens the device's sealed verdict report (bytes from the device)."""
         try:
-            rep = json.loads(open_sealed(state["prov"], back, info=VERDICT_INFO, ad=_bind(ctx)))
+            rep = json.loads(open_sealed(state["prov"], back, info=VERDICT_INFO, ad=ctx.binding()))
         except ValueError:
             raise MalformedMessage(f"{self.name}: verdict report does not parse") from None
         if not isinstance(rep, dict):

@@ -114,7 +114,7 @@ class TwoServerMPC(Scheme):
         x = np.unpackbits(self.hasher.hash(image)).astype(np.uint64)
         a = _rand(ctx.rng, x.shape)
         c = (x + P - a) % P
-        ad = (ctx.account + "|" + ctx.message_id).encode()
+        ad = ctx.binding()
         to_second = seal(state["pk2"], _encode(c), info=SHARE_INFO, ad=ad, random_bytes=ctx.random_bytes)
         ctx.send(DEVICE, SECOND_SERVER, "share", to_second)
         ctx.extra["inbox:second-server"] = to_second  # the bytes the channel delivered to it
@@ -161,7 +161,7 @@ class TwoServerMPC(Scheme):
         if not payload:
             return  # a text-only message (or a stripped payload: E2EE hides which)
         n_bits = self.hasher.bits
-        ad = (ctx.account + "|" + ctx.message_id).encode()
+        ad = ctx.binding()
         if (ctx.account, ctx.message_id) in state["seen"]:
             from e2eebench.protocols.errors import ReplayError
             raise ReplayError("share for this message was already processed")

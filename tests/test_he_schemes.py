@@ -175,13 +175,13 @@ def test_verdict_report_that_is_not_an_object_is_malformed():
     import json
 
     from e2eebench.protocols.crypto import KeyPair, seal
-    from e2eebench.protocols.he import VERDICT_INFO, _bind
+    from e2eebench.protocols.he import VERDICT_INFO
     scheme = HeHamming(get_hasher("pdq"))
     rng = np.random.default_rng(0)
     keys = KeyPair.generate(rng.bytes)
     ctx = MessageContext("m1", "acct-0", Channel(Ledger()), PartyClock(), rng)
     for body in ([1, 2], "x", 3):
-        sealed = seal(keys.public_bytes, json.dumps(body).encode(), info=VERDICT_INFO, ad=_bind(ctx),
+        sealed = seal(keys.public_bytes, json.dumps(body).encode(), info=VERDICT_INFO, ad=ctx.binding(),
                       random_bytes=rng.bytes)
         with pytest.raises(MalformedMessage):
             scheme._open_verdict({"prov": keys}, sealed, ctx)
