@@ -26,7 +26,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from e2eebench.protocols.crypto_he import _to_bytes  # SEAL object -> bytes
 from e2eebench.protocols.crypto_he import (BfvParams, CkksKeyHolder, CkksMatcher, CkksParams,
                                            CkksQueryEncryptor, HammingKeyHolder, HammingMatcher,
                                            HammingQueryEncryptor, device_bundle_of, unit_normalise)
@@ -67,16 +66,24 @@ def _bench_hamming(n: int, n_queries: int, rng: np.random.Generator, threshold: 
         res, ev = _cpu(matcher.evaluate, q_pk if qi % 2 else q_sk)
         det, dec = _cpu(holder.decrypt_detail, res)
         rows.append((enc_sk, enc_pk, ev, dec, len(q_sk), len(q_pk), len(res), det.match == truth, det.ciphertexts))
-    a = np.array(rows, dtype=np.float64)
-    return {"engine": "he-hamming", "list_size": n, "n_queries": n_queries, "slots": params.slots,
-            "blocks": matcher.blocks, "result_ciphertexts": int(a[0, 8]), "group_blocks": params.group(),
+    return _summary("he-hamming", n, n_queries, params, matcher, holder, bundle, dev_bundle, rows,
+                    keygen_ms, setup_ms, result_ciphertexts=int(rows[0][8]), group_blocks=params.group())
+
+
+def _summary(engine: str, n: int, n_queries: int, params: Any, matcher: Any, holder: Any, bundle: bytes,
+             dev_bundle: bytes, rows: list[tuple], keygen_ms: float, setup_ms: float, *,
+             result_ciphertexts: int, group_blocks: int) -> dict:
+    """One engine's measurements; each row is (enc_sk, enc_pk, evaluate, decrypt ms, query_sk,
+    query_pk, result bytes, verdict correct, ...)."""
+    a = np.array([r[:8] for r in rows], dtype=np.float64)
+    return {"engine": engine, "list_size": n, "n_queries": n_queries, "slots": params.slots,
+            "blocks": matcher.blocks, "result_ciphertexts": result_ciphertexts, "group_blocks": group_blocks,
             "slot_utilisation": matcher.slot_utilisation, "keygen_ms": keygen_ms, "provider_setup_ms": setup_ms,
             "encrypt_sk_ms": float(a[:, 0].mean()), "encrypt_pk_ms": float(a[:, 1].mean()),
             "provider_ms": a[:, 2].tolist(), "decrypt_ms": float(a[:, 3].mean()),
             "query_sk_bytes": int(a[0, 4]), "query_pk_bytes": int(a[0, 5]), "result_bytes": int(a[0, 6]),
             "public_bundle_bytes": len(bundle), "device_bundle_bytes": len(dev_bundle),
-            "secret_key_bytes": len(_to_bytes(holder._sk)),
-            "correct": int(a[:, 7].sum())}
+            "secret_key_bytes": holder.secret_key_bytes(), "correct": int(a[:, 7].sum())}
 
 
 def _bench_cosine(n: int, n_queries: int, rng: np.random.Generator, similarity: float) -> dict:
@@ -101,16 +108,8 @@ def _bench_cosine(n: int, n_queries: int, rng: np.random.Generator, similarity: 
         order = matcher.slot_order()
         max_err = max(max_err, float(np.abs(raw[order >= 0] - sims[order[order >= 0]]).max()))
         rows.append((enc_sk, enc_pk, ev, dec, len(q_sk), len(q_pk), len(res), bool((vals > 0).any()) == truth))
-    a = np.array(rows, dtype=np.float64)
-    return {"engine": "he-cosine", "list_size": n, "n_queries": n_queries, "slots": params.slots,
-            "blocks": matcher.blocks, "result_ciphertexts": matcher.blocks, "group_blocks": 1,
-            "slot_utilisation": matcher.slot_utilisation, "keygen_ms": keygen_ms, "provider_setup_ms": setup_ms,
-            "encrypt_sk_ms": float(a[:, 0].mean()), "encrypt_pk_ms": float(a[:, 1].mean()),
-            "provider_ms": a[:, 2].tolist(), "decrypt_ms": float(a[:, 3].mean()),
-            "query_sk_bytes": int(a[0, 4]), "query_pk_bytes": int(a[0, 5]), "result_bytes": int(a[0, 6]),
-            "public_bundle_bytes": len(bundle), "device_bundle_bytes": len(dev_bundle),
-            "secret_key_bytes": len(_to_bytes(holder._sk)),
-            "correct": int(a[:, 7].sum()), "max_abs_error": max_err}
+    return _summary("he-cosine", n, n_queries, params, matcher, holder, bundle, dev_bundle, rows,
+                    keygen_ms, setup_ms, result_ciphertexts=matcher.blocks, group_blocks=1) | {"max_abs_error": max_err}
 
 
 def _roles(key_holder: str, encrypt_ms: float, decrypt_ms: float) -> dict:

@@ -83,7 +83,7 @@ import struct
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import tenseal.sealapi as seal
@@ -103,8 +103,6 @@ __all__ = [
     "device_bundle_of",
     "check_device_bundle",
     "unit_normalise",
-    "measure_he_hamming",
-    "measure_he_cosine",
 ]
 
 _SEC = seal.SEC_LEVEL_TYPE.TC128
@@ -348,7 +346,38 @@ def _encode_query(encoder, x_bits: np.ndarray, slots: int) -> seal.Plaintext:
     return pt
 
 
-class HammingKeyHolder:
+class _KeyHolder:
+    """Key generation shared by the BFV and CKKS key holders: the secret key stays here, the
+    public bundle (parameters, public key, evaluation keys) is what the matcher receives."""
+
+    params: Any
+
+    def _keygen(self, parms, steps: Sequence[int], tag: bytes, relin: bool) -> None:
+        self._parms = parms
+        self.ctx = _context(parms)
+        kg = seal.KeyGenerator(self.ctx)
+        self._sk = kg.secret_key()
+        pk = seal.PublicKey()
+        kg.create_public_key(pk)
+        elts = [_galois_elt(s, self.params.poly_degree) for s in steps]
+        # Serializable (seed-compressed) key objects: half the bytes of materialised keys.
+        parts = [_to_bytes(parms), _to_bytes(pk)]
+        if relin:
+            parts.append(_to_bytes(kg.create_relin_keys()))
+        parts.append(_to_bytes(kg.create_galois_keys(elts)))
+        self._bundle = _frame(tag, parts)
+        self._encryptor = seal.Encryptor(self.ctx, self._sk)
+        self._decryptor = seal.Decryptor(self.ctx, self._sk)
+
+    def public_bundle(self) -> bytes:
+        """Parameters, public key, (relinearization keys,) and the Galois keys (bytes)."""
+        return self._bundle
+
+    def secret_key_bytes(self) -> int:
+        """Serialized size of the secret key: what a key-holding device must store."""
+        return len(_to_bytes(self._sk))
+
+class HammingKeyHolder(_KeyHolder):
     """Holds the BFV secret key (the device itself, or a third party for many devices)."""
 
     QTAG = b"E2HBFVq1"
@@ -357,29 +386,8 @@ class HammingKeyHolder:
     def __init__(self, params: BfvParams | None = None, seed: int | None = None):
         # ``seed`` is accepted for interface symmetry only: SEAL keys always use OS randomness.
         self.params = params or BfvParams()
-        self._parms = _bfv_parms(self.params)
-        self.ctx = _context(self._parms)
-        kg = seal.KeyGenerator(self.ctx)
-        self._sk = kg.secret_key()
-        pk = seal.PublicKey()
-        kg.create_public_key(pk)
-        elts = [_galois_elt(s, self.params.poly_degree) for s in _bfv_steps(self.params)]
-        # Serializable (seed-compressed) key objects: half the bytes of materialised keys.
-        self._bundle = _frame(
-            _BfvPublic.TAG,
-            [_to_bytes(self._parms), _to_bytes(pk), _to_bytes(kg.create_relin_keys()), _to_bytes(kg.create_galois_keys(elts))],
-        )
-        self._encryptor = seal.Encryptor(self.ctx, self._sk)
-        self._decryptor = seal.Decryptor(self.ctx, self._sk)
+        self._keygen(_bfv_parms(self.params), _bfv_steps(self.params), _BfvPublic.TAG, relin=True)
         self._encoder = seal.BatchEncoder(self.ctx)
-
-    def public_bundle(self) -> bytes:
-        """Parameters, public key, relinearization keys and the two Galois keys (bytes)."""
-        return self._bundle
-
-    def secret_key_bytes(self) -> int:
-        """Serialized size of the secret key: what a key-holding device must store."""
-        return len(_to_bytes(self._sk))
 
     def encrypt_query(self, x: np.ndarray) -> bytes:
         """Secret-key (seeded, half-size) encryption of the tiled query bits; for a device key holder."""
@@ -760,7 +768,7 @@ class _CkksPublic:
         self.encoder = seal.CKKSEncoder(self.ctx)
 
 
-class CkksKeyHolder:
+class CkksKeyHolder(_KeyHolder):
     """Holds the CKKS secret key; encrypts the feature vector, reads the masked signs."""
 
     QTAG = b"E2HCKKq1"
@@ -768,20 +776,8 @@ class CkksKeyHolder:
 
     def __init__(self, params: CkksParams | None = None, seed: int | None = None):
         self.params = params or CkksParams()
-        self._parms = _ckks_parms(self.params)
-        self.ctx = _context(self._parms)
-        kg = seal.KeyGenerator(self.ctx)
-        self._sk = kg.secret_key()
-        pk = seal.PublicKey()
-        kg.create_public_key(pk)
-        elts = [_galois_elt(s, self.params.poly_degree) for s in _ckks_steps(self.params)]
-        self._bundle = _frame(_CkksPublic.TAG, [_to_bytes(self._parms), _to_bytes(pk), _to_bytes(kg.create_galois_keys(elts))])
-        self._encryptor = seal.Encryptor(self.ctx, self._sk)
-        self._decryptor = seal.Decryptor(self.ctx, self._sk)
+        self._keygen(_ckks_parms(self.params), _ckks_steps(self.params), _CkksPublic.TAG, relin=False)
         self._encoder = seal.CKKSEncoder(self.ctx)
-
-    def public_bundle(self) -> bytes:
-        return self._bundle
 
     def encrypt_query(self, v: np.ndarray) -> bytes:
         """Seeded secret-key encryption of the unit-normalised features, tiled over the slots."""
@@ -934,112 +930,3 @@ class CkksMatcher:
         """List index per decrypted slot of the last evaluation (-1 for padding): tests only."""
         perm = self.last_perm
         return np.where(perm < self.n, perm, -1)
-
-
-# ========================================================================== measurements
-
-
-def _synthetic_list(rng: np.random.Generator, n: int, bits: int) -> np.ndarray:
-    """Uniform random hashes: synthetic padding for cost measurement only."""
-    return rng.integers(0, 256, (n, bits // 8), dtype=np.uint8)
-
-
-def _flip(rng: np.random.Generator, h: np.ndarray, k: int) -> np.ndarray:
-    bits = np.unpackbits(h)
-    pos = rng.choice(bits.size, size=k, replace=False)
-    bits[pos] ^= 1
-    return np.packbits(bits)
-
-
-def measure_he_hamming(list_size: int, n_queries: int = 2, seed: int = 0,
-                       params: BfvParams | None = None) -> dict:
-    """Cost of BFV Hamming matching on a synthetic list (labelled synthetic), per query.
-
-    Half the queries are planted at distance tau from a random list entry, half are random;
-    every verdict is checked against plaintext matching (``correct`` counts agreements).
-    """
-    if list_size < 1 or n_queries < 1:
-        raise ConfigError(f"list_size={list_size}, n_queries={n_queries}: both must be >= 1")
-    params = params or BfvParams.for_list_size(list_size)
-    rng = np.random.default_rng(seed)
-    y = _synthetic_list(rng, list_size, params.bits)
-    t = time.process_time()
-    kh = HammingKeyHolder(params)
-    keygen_s = time.process_time() - t
-    bundle = kh.public_bundle()
-    t = time.process_time()
-    matcher = HammingMatcher(bundle, y, params, rng)
-    setup_s = time.process_time() - t
-    rows = []
-    for qi in range(n_queries):
-        x = _flip(rng, y[rng.integers(list_size)], params.threshold) if qi % 2 == 0 else _synthetic_list(rng, 1, params.bits)[0]
-        truth = bool((np.bitwise_count(np.bitwise_xor(y, x)).sum(axis=1) <= params.threshold).any())
-        t = time.process_time()
-        q = kh.encrypt_query(x)
-        enc_s = time.process_time() - t
-        t = time.process_time()
-        res = matcher.evaluate(q)
-        ev_s = time.process_time() - t
-        t = time.process_time()
-        det = kh.decrypt_detail(res)
-        dec_s = time.process_time() - t
-        rows.append((enc_s, ev_s, dec_s, len(q), len(res), det.min_noise_budget, det.match == truth))
-    a = np.array(rows, dtype=np.float64)
-    return {
-        "list_size": list_size, "n_queries": n_queries, "synthetic_list": True,
-        "poly_degree": params.poly_degree, "plain_modulus": 65537, "threshold": params.threshold,
-        "group_blocks": params.group(), "blocks": matcher.blocks,
-        "slot_utilisation": matcher.slot_utilisation,
-        "keygen_s": keygen_s, "setup_s": setup_s, "public_bundle_bytes": len(bundle),
-        "client_encrypt_ms": float(1e3 * a[:, 0].mean()), "server_evaluate_ms": float(1e3 * a[:, 1].mean()),
-        "keyholder_decrypt_ms": float(1e3 * a[:, 2].mean()), "query_bytes": int(a[:, 3].mean()),
-        "result_bytes": int(a[:, 4].mean()), "min_noise_budget_bits": int(a[:, 5].min()),
-        "correct": int(a[:, 6].sum()),
-    }
-
-
-def measure_he_cosine(list_size: int, n_queries: int = 2, seed: int = 0,
-                      params: CkksParams | None = None) -> dict:
-    """Cost and approximation error of CKKS similarity on synthetic unit vectors.
-
-    One unmasked evaluation per query gives the encrypted similarities; ``max_abs_error`` is
-    their largest deviation from the plaintext cosine similarity over all list entries.
-    """
-    if list_size < 1 or n_queries < 1:
-        raise ConfigError(f"list_size={list_size}, n_queries={n_queries}: both must be >= 1")
-    params = params or CkksParams()
-    rng = np.random.default_rng(seed)
-    feats = unit_normalise(rng.standard_normal((list_size, params.dim)))
-    t = time.process_time()
-    kh = CkksKeyHolder(params)
-    keygen_s = time.process_time() - t
-    bundle = kh.public_bundle()
-    matcher = CkksMatcher(bundle, feats, params, rng)
-    rows, max_err = [], 0.0
-    for qi in range(n_queries):
-        base = feats[rng.integers(list_size)]
-        v = base + 0.2 * rng.standard_normal(params.dim) / math.sqrt(params.dim) if qi % 2 == 0 else rng.standard_normal(params.dim)
-        sims = feats @ unit_normalise(v)
-        truth = bool((sims > params.threshold).any())
-        t = time.process_time()
-        q = kh.encrypt_query(v)
-        enc_s = time.process_time() - t
-        t = time.process_time()
-        res = matcher.evaluate(q)
-        ev_s = time.process_time() - t
-        t = time.process_time()
-        verdict = kh.decrypt_verdict(res)
-        dec_s = time.process_time() - t
-        raw = kh.decrypt_values(matcher.evaluate(q, mask=False))
-        order = matcher.slot_order()
-        max_err = max(max_err, float(np.abs(raw[order >= 0] - sims[order[order >= 0]]).max()))
-        rows.append((enc_s, ev_s, dec_s, len(q), len(res), verdict == truth))
-    a = np.array(rows, dtype=np.float64)
-    return {
-        "list_size": list_size, "n_queries": n_queries, "synthetic_list": True,
-        "poly_degree": params.poly_degree, "blocks": matcher.blocks, "slot_utilisation": matcher.slot_utilisation,
-        "keygen_s": keygen_s, "public_bundle_bytes": len(bundle),
-        "client_encrypt_ms": float(1e3 * a[:, 0].mean()), "server_evaluate_ms": float(1e3 * a[:, 1].mean()),
-        "keyholder_decrypt_ms": float(1e3 * a[:, 2].mean()), "query_bytes": int(a[:, 3].mean()),
-        "result_bytes": int(a[:, 4].mean()), "max_abs_error": max_err, "correct": int(a[:, 5].sum()),
-    }
