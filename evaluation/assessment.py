@@ -13,29 +13,18 @@ from typing import Any
 
 import pandas as pd
 
+from e2eebench.protocols.framework import EU_CATEGORIES
 from e2eebench.evaluation.rubric import Criterion, Rubric, load_rubric
 from e2eebench.evaluation.store import ResultStore
 
-# The design's roster (DESIGN.md, "The schemes"); used only for schemes not registered.
-PLANNED_SCHEMES: dict[str, dict[str, Any]] = {
-    "server-side": {"family": "baseline", "eu_category": "baseline", "verdict_to": "provider"},
-    "on-device-list": {"family": "on-device", "eu_category": "device", "verdict_to": "device, then provider"},
-    "on-device-bloom": {"family": "on-device", "eu_category": "device", "verdict_to": "device"},
-    "on-device-lsh-bloom": {"family": "on-device", "eu_category": "device", "verdict_to": "device"},
-    "hash-upload": {"family": "hash-upload", "eu_category": "device", "verdict_to": "provider"},
-    "partial-hash": {"family": "hash-upload", "eu_category": "device", "verdict_to": "provider"},
-    "psi-client-learns": {"family": "psi", "eu_category": "encryption", "verdict_to": "device"},
-    "psi-ad": {"family": "psi", "eu_category": "encryption", "verdict_to": "provider"},
-    "tpsi-ad": {"family": "psi", "eu_category": "encryption", "verdict_to": "provider, after t"},
-    "psi-ad-lsh": {"family": "psi", "eu_category": "encryption", "verdict_to": "provider"},
-    "he-hamming": {"family": "he", "eu_category": "encryption", "verdict_to": "key holder"},
-    "he-cosine": {"family": "he", "eu_category": "encryption", "verdict_to": "key holder"},
-    "two-server-mpc": {"family": "mpc", "eu_category": "server", "verdict_to": "the servers jointly"},
-    "enclave": {"family": "modelled", "eu_category": "server", "verdict_to": "provider's enclave",
-                "modelled": True},
-}
-EU_CATEGORY_TITLES = {"baseline": "baseline (no E2EE)", "device": "device-related",
-                      "server": "server-related", "encryption": "encryption-related"}
+# The design's roster (DESIGN.md, "The schemes"), in its order: a name listed here but not
+# registered is shown as "not implemented", never with numbers. Metadata comes from the registry.
+PLANNED_SCHEMES: tuple[str, ...] = (
+    "server-side", "on-device-list", "on-device-bloom", "on-device-lsh-bloom", "hash-upload",
+    "partial-hash", "psi-client-learns", "psi-ad", "tpsi-ad", "psi-ad-lsh", "he-hamming",
+    "he-cosine", "two-server-mpc", "enclave",
+)
+EU_CATEGORY_TITLES = EU_CATEGORIES
 
 MEASURED, MODELLED, NOT_RUN, NOT_IMPLEMENTED = "measured", "modelled", "not in this run", "not implemented"
 
@@ -151,14 +140,12 @@ def metric_cell(rows: pd.DataFrame, rule, rubric: Rubric) -> MetricCell:
 def _scheme_meta(name: str, stored: pd.DataFrame) -> dict[str, Any]:
     from e2eebench.protocols.registry import SCHEMES
     cls = SCHEMES.get(name)
-    plan = PLANNED_SCHEMES.get(name, {})
     if cls is not None:
         return {"family": cls.family, "eu_category": cls.eu_category, "verdict_to": cls.verdict_to,
                 "trust": cls.trust, "modelled": bool(cls.modelled), "registered": True}
     vt = stored[(stored.scheme == name) & (stored.metric == "verdict_to")]["text"]
-    return {"family": plan.get("family", ""), "eu_category": plan.get("eu_category", ""),
-            "verdict_to": str(vt.iloc[0]) if len(vt) else plan.get("verdict_to", ""),
-            "trust": "", "modelled": bool(plan.get("modelled", False)), "registered": False}
+    return {"family": "", "eu_category": "", "verdict_to": str(vt.iloc[0]) if len(vt) else "",
+            "trust": "", "modelled": False, "registered": False}
 
 
 def scheme_order(in_run: list[str]) -> list[str]:

@@ -377,6 +377,7 @@ class _KeyHolder:
         """Serialized size of the secret key: what a key-holding device must store."""
         return len(_to_bytes(self._sk))
 
+
 class HammingKeyHolder(_KeyHolder):
     """Holds the BFV secret key (the device itself, or a third party for many devices)."""
 

@@ -150,23 +150,17 @@ class HashIndex(abc.ABC):
 
     # -- input checks shared by every index ------------------------------------------------
     def _check_hash(self, h: Any) -> np.ndarray:
-        arr = np.asarray(h)
-        if arr.dtype != np.uint8:
-            raise InputError(f"query hash must be packed uint8 bits, got dtype {arr.dtype}")
-        if arr.ndim != 1 or arr.shape[0] != self._nbytes_hash:
-            raise InputError(
-                f"query hash has shape {arr.shape}, index holds {self._nbytes_hash}-byte hashes"
-            )
-        return arr
+        return self._checked(h, 1, "query hash")
 
     def _check_many(self, hs: Any) -> np.ndarray:
-        arr = np.asarray(hs)
+        return self._checked(hs, 2, "query hashes")
+
+    def _checked(self, h: Any, ndim: int, what: str) -> np.ndarray:
+        arr = np.asarray(h)
         if arr.dtype != np.uint8:
-            raise InputError(f"query hashes must be packed uint8 bits, got dtype {arr.dtype}")
-        if arr.ndim != 2 or arr.shape[1] != self._nbytes_hash:
-            raise InputError(
-                f"query hashes have shape {arr.shape}, index holds {self._nbytes_hash}-byte hashes"
-            )
+            raise InputError(f"{what}: must be packed uint8 bits, got dtype {arr.dtype}")
+        if arr.ndim != ndim or arr.shape[-1] != self._nbytes_hash:
+            raise InputError(f"{what}: shape {arr.shape}, but the index holds {self._nbytes_hash}-byte hashes")
         return arr
 
     def _check_threshold(self, threshold: Any) -> int:
