@@ -69,23 +69,31 @@ def _label_groups(fig, ax, points: list[tuple[str, float, float]]) -> None:
     fig.text(0.70, 0.88, "\n".join(key), fontsize=8, va="top", ha="left", family="monospace", wrap=True)
 
 
+def _recall_scatter(a: Assessment, plt, schemes: list[str], rec: pd.DataFrame, x: pd.DataFrame, *,
+                    xerr: bool, label):
+    """Recall (with its interval) against one x metric, a point per scheme coloured by EU category."""
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    fig.subplots_adjust(left=0.08, right=0.68, bottom=0.11, top=0.9)
+    cats, pts = set(), []
+    for s in schemes:
+        r, xs = rec.loc[[s]], x.loc[[s]]
+        cat = _category(a, s)
+        cats.add(cat)
+        ax.errorbar(xs["value"], r["value"], xerr=_yerr(xs) if xerr else None, yerr=_yerr(r), fmt="o",
+                    capsize=3, color=CATEGORY_COLOURS.get(cat, "k"), alpha=0.8)
+        pts.append((label(s, r, xs), xs["value"].iloc[0], r["value"].iloc[0]))
+    _label_groups(fig, ax, pts)
+    return fig, ax, cats
+
+
 def recall_vs_fpr(a: Assessment):
     """One point per scheme at (FPR, recall), Wilson 95% intervals as bars."""
     plt = _plt()
     df = a.measurements
     rec, fpr = overall(df, "recall").set_index("scheme"), overall(df, "fpr").set_index("scheme")
     schemes = [s for s in rec.index if s in fpr.index and not pd.isna(rec.loc[s, "value"])]
-    fig, ax = plt.subplots(figsize=(11, 5.5))
-    fig.subplots_adjust(left=0.08, right=0.68, bottom=0.11, top=0.9)
-    cats, pts = set(), []
-    for s in schemes:
-        r, f = rec.loc[[s]], fpr.loc[[s]]
-        cat = _category(a, s)
-        cats.add(cat)
-        ax.errorbar(f["value"], r["value"], xerr=_yerr(f), yerr=_yerr(r), fmt="o", capsize=3,
-                    color=CATEGORY_COLOURS.get(cat, "k"), alpha=0.8)
-        pts.append((f"{s} (n={int(r['n'].iloc[0])}/{int(f['n'].iloc[0])})", f["value"].iloc[0], r["value"].iloc[0]))
-    _label_groups(fig, ax, pts)
+    fig, ax, cats = _recall_scatter(a, plt, schemes, rec, fpr, xerr=True,
+                                    label=lambda s, r, f: f"{s} (n={int(r['n'].iloc[0])}/{int(f['n'].iloc[0])})")
     ax.set_xlabel("false positive rate on benign images (Wilson 95% CI)")
     ax.set_ylabel("recall on known images (Wilson 95% CI)")
     ax.set_ylim(-0.02, 1.05)
@@ -137,17 +145,7 @@ def privacy_vs_effectiveness(a: Assessment):
     bits = overall(df, "provider_learns_per_benign_bits").set_index("scheme")
     schemes = [s for s in rec.index if s in bits.index and not pd.isna(rec.loc[s, "value"])
                and not pd.isna(bits.loc[s, "value"])]
-    fig, ax = plt.subplots(figsize=(11, 5.5))
-    fig.subplots_adjust(left=0.08, right=0.68, bottom=0.11, top=0.9)
-    cats, pts = set(), []
-    for s in schemes:
-        r, b = rec.loc[[s]], bits.loc[[s]]
-        cat = _category(a, s)
-        cats.add(cat)
-        ax.errorbar(b["value"], r["value"], yerr=_yerr(r), fmt="o", capsize=3, color=CATEGORY_COLOURS.get(cat, "k"),
-                    alpha=0.8)
-        pts.append((s, b["value"].iloc[0], r["value"].iloc[0]))
-    _label_groups(fig, ax, pts)
+    fig, ax, cats = _recall_scatter(a, plt, schemes, rec, bits, xerr=False, label=lambda s, r, b: s)
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlim(left=-0.5)
     ax.set_ylim(-0.02, 1.05)
