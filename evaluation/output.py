@@ -34,9 +34,16 @@ def fmt_value(v: Any, unit: str | None = None) -> str:
     return str(v)
 
 
-def cell(row: pd.Series) -> str:
+def _no_number(row: pd.Series) -> str | None:
+    """What a cell shows when the measurement holds text instead of a number."""
     if row.get("text") is not None and (row.get("value") is None or pd.isna(row.get("value"))):
         return str(row["text"])
+    return None if _num(row["value"]) is not None else "n/a"
+
+
+def cell(row: pd.Series) -> str:
+    if (t := _no_number(row)) is not None:
+        return t
     s = fmt_value(row["value"], row.get("unit"))
     lo, hi = _num(row.get("ci_low")), _num(row.get("ci_high"))
     if lo is not None and hi is not None:
@@ -138,16 +145,15 @@ def human_bytes(v: float) -> str:
 def compact_cell(row: pd.Series) -> str:
     """Value on the first line, interval and n below: what a reader quotes, and how sure it is."""
     unit = row.get("unit")
-    if row.get("text") is not None and (row.get("value") is None or pd.isna(row.get("value"))):
-        return str(row["text"])
+    if (t := _no_number(row)) is not None:
+        return t
     v = _num(row["value"])
-    if v is None:
-        return "n/a"
     if unit == "bool":
         return "yes" if v else "no"
     if unit == "bytes":
         return human_bytes(v)
-    fmt = (lambda x: f"{x:.3g}") if unit == "rate" else (lambda x: f"{x:.3g}")
+    def fmt(x: float) -> str:
+        return f"{x:.3g}"
     s = fmt(v)
     lo, hi = _num(row.get("ci_low")), _num(row.get("ci_high"))
     if unit == "rate":
