@@ -50,13 +50,12 @@ def tiny_setup(name: str, hasher: Hasher, db: KnownHashDatabase, seed: int = 0,
     sctx = make_ctx(channel, clock, "setup", PROVIDER, seed)
     with channel.exchange("setup"), clock.role(PROVIDER):
         pstate, bundle = scheme.provider_setup(db, sctx)
-    channel.endpoints[PROVIDER] = lambda label, req, c: scheme.provider_answer(pstate, label, req, c)
     dctx = make_ctx(channel, clock, "bundle:alice", "alice", seed)
     with channel.exchange(dctx.message_id):
         received = channel.send(PROVIDER, DEVICE, "bundle", bundle)
         with clock.role(DEVICE):
             dstate = scheme.device_load(received, "alice", dctx)
-    channel.endpoints[DEVICE] = lambda label, req, c: scheme.device_answer(dstate, label, req, c)
+    scheme.connect(channel, pstate, lambda account: dstate)
     return scheme, pstate, dstate, channel, clock
 
 

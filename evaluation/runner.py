@@ -182,13 +182,7 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
         devices[a.id] = Messenger(idents[a.id], directory, scheme, dstate)
     relay = Relay(scheme, pstate, prov, directory)
 
-    def endpoint(label: str, request: bytes, c: MessageContext) -> bytes:
-        return scheme.provider_answer(pstate, label, request, c)
-    channel.endpoints[PROVIDER] = endpoint
-
-    def device_endpoint(label: str, request: bytes, c: MessageContext) -> bytes:
-        return scheme.device_answer(devices[c.account].state, label, request, c)
-    channel.endpoints[DEVICE] = device_endpoint
+    scheme.connect(channel, pstate, lambda account: devices[account].state)
 
     messages = wl.messages
     sampled = None

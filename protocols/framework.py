@@ -158,6 +158,12 @@ class Scheme(ABC):
         from e2eebench.protocols.errors import MalformedMessage
         raise MalformedMessage(f"{self.name} offers no interactive provider endpoint")
 
+    def connect(self, channel: Any, provider_state: Any, device_state: Any) -> None:
+        """Put this scheme's interactive endpoints on the channel: the provider's, and the
+        sending device's (``device_state(account)`` gives that device's state)."""
+        channel.endpoints[PROVIDER] = lambda label, req, c: self.provider_answer(provider_state, label, req, c)
+        channel.endpoints[DEVICE] = lambda label, req, c: self.device_answer(device_state(c.account), label, req, c)
+
     def device_answer(self, state: Any, label: str, request: bytes, ctx: MessageContext) -> bytes:
         """The sending device's interactive endpoint (``ctx.call(PROVIDER, DEVICE, ...)``)."""
         from e2eebench.protocols.errors import MalformedMessage

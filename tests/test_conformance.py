@@ -45,7 +45,7 @@ def _run(name, small_data, runs):
 def _ctx(mid="probe", account="acct-0000", seed=1):
     ch = Channel(Ledger())
     if _ENDPOINT[0] is not None:
-        ch.endpoints[PROVIDER] = _ENDPOINT[0]
+        _ENDPOINT[0](ch)
     return MessageContext(mid, account, ch, PartyClock(), np.random.default_rng(seed))
 
 
@@ -131,7 +131,7 @@ def _setup(name, small_data):
     scheme = SCHEMES[name](small_data.hasher)
     ctx = _ctx("setup", PROVIDER)
     pstate, bundle = scheme.provider_setup(small_data.db, ctx)
-    _ENDPOINT[0] = lambda label, req, c: scheme.provider_answer(pstate, label, req, c)
+    _ENDPOINT[0] = lambda channel: scheme.connect(channel, pstate, lambda account: None)
     dstate = scheme.device_load(bytes(bundle), "acct-0000", _ctx("bundle"))
     return scheme, pstate, bundle, dstate
 

@@ -14,7 +14,7 @@ import pytest
 from e2eebench.clientside.hashing import get_hasher
 from e2eebench.evaluation.bench_he import extrapolate, fit_blocks
 from e2eebench.evaluation.cli_he import parse_sizes
-from e2eebench.protocols.channel import DEVICE, PROVIDER, THIRD_PARTY, Channel, Ledger, MessageContext, PartyClock
+from e2eebench.protocols.channel import PROVIDER, THIRD_PARTY, Channel, Ledger, MessageContext, PartyClock
 from e2eebench.protocols.crypto_he import (BfvParams, HammingKeyHolder, HammingMatcher,
                                            HammingQueryEncryptor, device_bundle_of)
 from e2eebench.protocols.errors import ConfigError, MalformedMessage
@@ -141,8 +141,7 @@ def test_scheme_roles_give_the_plaintext_verdict_to_the_provider(cls):
     scheme.query_value = lambda image: image  # feed hashes directly (the hasher is tested elsewhere)
     for mid, h, expect in (("m1", x, True), ("m2", _at(rng, x, 70), False)):
         ctx = _ctx(mid)
-        ctx.channel.endpoints[PROVIDER] = lambda label, req, c: scheme.provider_answer(pstate, label, req, c)
-        ctx.channel.endpoints[DEVICE] = lambda label, req, c: scheme.device_answer(dstate, label, req, c)
+        scheme.connect(ctx.channel, pstate, lambda account: dstate)
         payload = scheme.device_prepare(dstate, h, ctx).payload
         scheme.provider_receive(pstate, payload, ctx)
         verdicts = {(v.party, v.value) for v in ctx.ledger.learned if v.kind == "verdict"}
