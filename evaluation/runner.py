@@ -166,15 +166,19 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
     prov = Identity.generate(PROVIDER, rng.bytes)
     directory = {k: v.public for k, v in idents.items()} | {PROVIDER: prov.public}
 
-    setup_ctx = MessageContext("setup", PROVIDER, channel, clock, np.random.default_rng([cfg.seed, _seed_of(name, "setup")]))
+    def context(message_id: str, account: str, seed_key: str) -> MessageContext:
+        """A context on this scheme's channel and clocks, seeded by (run seed, scheme, key)."""
+        return MessageContext(message_id, account, channel, clock,
+                              np.random.default_rng([cfg.seed, _seed_of(name, seed_key)]))
+
+    setup_ctx = context("setup", PROVIDER, "setup")
     with channel.exchange("setup"):
         with clock.role(PROVIDER):
             pstate, bundle = scheme.provider_setup(data.db, setup_ctx)
     setup_s = sum(clock.totals.get(p, 0.0) for p in SERVER_PARTIES)
     devices: dict[str, Messenger] = {}
     for a in wl.accounts:
-        ctx = MessageContext(f"bundle:{a.id}", a.id, channel, clock,
-                             np.random.default_rng([cfg.seed, _seed_of(name, a.id)]))
+        ctx = context(f"bundle:{a.id}", a.id, a.id)
         with channel.exchange(ctx.message_id):
             received = channel.send(PROVIDER, DEVICE, "bundle", bundle)
             with clock.role(DEVICE):
@@ -191,7 +195,7 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
         sampled = (len(messages), len(wl.image_messages))
     raw: list[tuple] = []
     for i, m in enumerate(messages):
-        ctx = MessageContext(m.id, m.sender, channel, clock, np.random.default_rng([cfg.seed, _seed_of(name, m.id)]))
+        ctx = context(m.id, m.sender, m.id)
         before = clock.snapshot()
         ok: bool | None = None
         with channel.exchange(m.id):
@@ -204,13 +208,13 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
                 ok = body == sent.body and sender in (m.sender, PROVIDER)
                 if not ok:
                     raise ProtocolError(f"{name}: message {m.id} did not arrive bit-exact")
-        plain_env = len(sent.envelope) - len(sent.prepared.payload) if (sent.envelope and sent.prepared) else (
-            len(sent.envelope) if sent.envelope else 0)
+        # the envelope without the detection payload: what the message costs with no detection
+        plain_env = len(sent.envelope or b"") - (len(sent.prepared.payload) if sent.envelope and sent.prepared else 0)
         raw.append((m, sent.envelope is not None, ok, before, clock.snapshot(), channel.for_message(m.id), plain_env))
         if progress:
             progress(name, i + 1, len(messages))
 
-    fin = MessageContext("finalize", PROVIDER, channel, clock, np.random.default_rng([cfg.seed, _seed_of(name, "fin")]))
+    fin = context("finalize", PROVIDER, "fin")
     with channel.exchange("finalize"):
         with clock.role(PROVIDER):
             scheme.provider_finalize(pstate, fin)
