@@ -1,5 +1,9 @@
 """The Python API the notebooks use: the same objects the CLI uses.
 
+It is also where the harness's stages meet: a comparison is prepared and run by ``run``, with
+the threshold calibration of ``accuracy`` handed in, and measured with the functions of the
+measurement stages (``leakage``, ``accuracy``, ``attacks``, ``bench``) handed to the metrics.
+
 >>> from e2eebench.evaluation.api import quick_config, run
 >>> result = run(quick_config(schemes=["server-side", "on-device-list"]), db=":memory:")
 >>> result.summary()          # one row per scheme
@@ -11,10 +15,17 @@ from typing import Callable
 
 import pandas as pd
 
-from e2eebench.evaluation.config import builtin_config, load_config
-from e2eebench.evaluation.metrics import measure
-from e2eebench.evaluation.runner import RunConfig, RunData, SchemeRun, prepare, run_comparison
-from e2eebench.evaluation.store import ResultStore
+from e2eebench.evaluation.accuracy.robustness import calibrated_threshold, run_pair_metrics
+from e2eebench.evaluation.attacks.profile import run_security_metrics
+from e2eebench.evaluation.bench.eu_scale import eu_scale
+from e2eebench.evaluation.leakage.probes import leakage_probes
+from e2eebench.evaluation.run.config import builtin_config, load_config
+from e2eebench.evaluation.run.metrics import MeasureFn, measure
+from e2eebench.evaluation.run.runner import RunConfig, RunData, SchemeRun, prepare, run_comparison
+from e2eebench.evaluation.run.store import ResultStore
+
+# what every run measures beyond the metrics of its own stage, in the order they are stored
+MEASUREMENTS: tuple[MeasureFn, ...] = (leakage_probes, run_pair_metrics, run_security_metrics, eu_scale)
 
 
 @dataclass
@@ -26,7 +37,7 @@ class RunResult:
     measurements: pd.DataFrame
 
     def summary(self) -> pd.DataFrame:
-        from e2eebench.evaluation.output import summary_wide
+        from e2eebench.evaluation.run.output import summary_wide
         return summary_wide(self.measurements)
 
     def metric(self, scheme: str, metric: str, **slice_) -> float | None:
@@ -57,18 +68,18 @@ def run(config: RunConfig, db: str = "e2eebench.duckdb",
     the schemes as cluster tasks; ``runs`` is then empty (the party views stay on the workers).
     """
     if scheduler is None:
-        data, runs = run_comparison(config, progress)
-        ms = [m for r in runs for m in measure(r, data)]
+        data, runs = run_comparison(config, progress, threshold_source=calibrated_threshold)
+        ms = [m for r in runs for m in measure(r, data, MEASUREMENTS)]
     else:
-        from e2eebench.evaluation.scale import run_schemes
+        from e2eebench.evaluation.run.scheduling import run_schemes
         from e2eebench.protocols.registry import scheme_class
         if not config.schemes:
             from e2eebench.protocols.errors import ConfigError
             raise ConfigError("no schemes selected")
         for n in config.schemes:
             scheme_class(n)
-        data = prepare(config, progress)
-        runs, ms = run_schemes(data, config.schemes, scheduler, progress)
+        data = prepare(config, progress, threshold_source=calibrated_threshold)
+        runs, ms = run_schemes(data, config.schemes, scheduler, progress, MEASUREMENTS)
     with ResultStore(db) as store:
         run_id = store.write_run(ms, command=command, config=config.to_dict(), seed=config.seed)
         df = store.measurements(run_id)

@@ -11,7 +11,7 @@ exposure -- but the provider sees every benign image's hash.
 up to the 16x16 DCT block (the 256 real values before the median step), encodes them
 (float32 by default: lossless) and seals them; the provider completes the hash by thresholding at the median exactly as PDQ
 does, then matches. The provider now sees more than the hash: magnitudes, not only signs,
-which is what the inversion attack in ``evaluation/inversion.py`` measures.
+which is what the inversion attack in ``evaluation/leakage/inversion.py`` measures.
 """
 from __future__ import annotations
 

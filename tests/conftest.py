@@ -8,7 +8,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 @pytest.fixture(scope="session")
 def quick_db(tmp_path_factory):
     """One quick comparison (embedded default profile) of three schemes, run through the CLI."""
-    from e2eebench.evaluation.cli import main
+    from e2eebench.evaluation.cli.app import main
     db = tmp_path_factory.mktemp("store") / "quick.duckdb"
     code = main(["run", "--quick", "--schemes", "server-side,on-device-list,psi-ad", "--db", str(db),
                  "--format", "csv"])

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-from e2eebench.evaluation.account_model import (AccountModel, binom_tail, binom_tail_exact, image_fpr,
+from e2eebench.evaluation.accuracy.account_model import (AccountModel, binom_tail, binom_tail_exact, image_fpr,
                                                 log_binom_tail, monte_carlo_tail)
 from e2eebench.protocols.errors import ConfigError
 
@@ -86,7 +86,7 @@ def test_apple_setting_is_monotone_and_tiny():
 
 def test_account_flag_measurement_without_pairs_has_no_value():
     """No measured pairs: no value, no interval, n = 0, and a text that says why (no crash)."""
-    from e2eebench.evaluation.account_model import account_flag_measurement
+    from e2eebench.evaluation.accuracy.account_model import account_flag_measurement
     m = account_flag_measurement("s", 0, 0, list_size=10, messages=100, t=1, params={})
     assert m.value is None and m.ci_low is None and m.ci_high is None and m.n == 0
     assert m.label == "modelled" and "no pairs" in m.text

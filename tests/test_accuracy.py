@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from e2eebench.evaluation.accuracy import (RobustnessBenchmark, fpr_text, roc_curve, source_refs, thorn_threshold,
+from e2eebench.evaluation.accuracy.robustness import (RobustnessBenchmark, fpr_text, roc_curve, source_refs, thorn_threshold,
                                            threshold_for_fpr)
-from e2eebench.evaluation.hashing_pool import group_codes, hash_sources, pair_histogram
+from e2eebench.evaluation.data.hashing_pool import group_codes, hash_sources, pair_histogram
 from e2eebench.protocols.errors import ConfigError, UnknownNameError
 
 
@@ -85,7 +85,7 @@ def test_tiny_benchmark_rows_and_store(tmp_path):
     # the Thorn row uses nearest-incorrect distances: identity is always perfectly separable
     rap = df[(df.metric == "recall_at_precision") & (df["transform"] == "identity") & df.quality_filter.isna()]
     assert len(rap) == 2 and (rap.value == 1.0).all()
-    from e2eebench.evaluation.store import ResultStore
+    from e2eebench.evaluation.run.store import ResultStore
     with ResultStore(tmp_path / "a.duckdb") as st:
         rid = st.write_run(res.measurements(), command="accuracy", config={}, seed=2)
         stored = st.measurements(rid)
@@ -109,7 +109,7 @@ def test_group_codes():
 
 
 def test_cli_accuracy_json_and_errors(capsys):
-    from e2eebench.evaluation.cli import main
+    from e2eebench.evaluation.cli.app import main
     rc = main(["accuracy", "--hashers", "dhash", "--transforms", "identity,flip", "--n", "4", "--corpus",
                "dead-leaves", "--size", "32", "--workers", "1", "--no-calibrate", "--format", "json"])
     assert rc == 0
@@ -123,7 +123,7 @@ def test_cli_accuracy_json_and_errors(capsys):
 
 
 def test_cli_account_model_agrees_with_its_monte_carlo(capsys):
-    from e2eebench.evaluation.cli import main
+    from e2eebench.evaluation.cli.app import main
     rc = main(["accuracy", "account", "--fpr", "0.01", "--messages", "200", "--t", "1,3", "--mc", "4000",
                "--format", "json"])
     assert rc == 0

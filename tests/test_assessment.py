@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from e2eebench.evaluation.assessment import NOT_IMPLEMENTED, assess_run, build_assessment
-from e2eebench.evaluation.rubric import load_rubric, rubric_from_dict
-from e2eebench.evaluation.store import Measurement, ResultStore
+from e2eebench.evaluation.assess.assessment import NOT_IMPLEMENTED, assess_run, build_assessment
+from e2eebench.evaluation.assess.rubric import load_rubric, rubric_from_dict
+from e2eebench.evaluation.run.store import Measurement, ResultStore
 from e2eebench.protocols.errors import ConfigError, InputError
 
 MINI = """

@@ -6,13 +6,13 @@ import pytest
 from PIL import Image
 
 from e2eebench.clientside.hashing import get_hasher, hamming
-from e2eebench.evaluation.attack_collision import run_collisions, summarise_collisions
-from e2eebench.evaluation.attack_dishonest import probe_dishonest, relay_swap_detected
-from e2eebench.evaluation.attack_evasion import (LowFreqBasis, blackbox_attack, corpus_images, psnr,
+from e2eebench.evaluation.attacks.collision import run_collisions, summarise_collisions
+from e2eebench.evaluation.attacks.dishonest import probe_dishonest, relay_swap_detected
+from e2eebench.evaluation.attacks.evasion import (LowFreqBasis, blackbox_attack, corpus_images, psnr,
                                                  radius_for_psnr, run_evasion, summarise, whitebox_attack)
-from e2eebench.evaluation.attack_oracle import candidate_pool, run_oracle
-from e2eebench.evaluation.corpora import get_corpus
-from e2eebench.evaluation.security import audit_probe, hashes_in_bundle
+from e2eebench.evaluation.attacks.oracle import candidate_pool, run_oracle
+from e2eebench.evaluation.data.corpora import get_corpus
+from e2eebench.evaluation.attacks.profile import audit_probe, hashes_in_bundle
 from e2eebench.protocols.errors import ConfigError
 from e2eebench.server.database import KnownHashDatabase
 
@@ -109,8 +109,8 @@ def test_list_audit_and_exposed_hashes():
 
 def test_cli_attack_evasion_json(tmp_path):
     import json
-    from e2eebench.evaluation.cli import main
-    from e2eebench.evaluation.store import ResultStore
+    from e2eebench.evaluation.cli.app import main
+    from e2eebench.evaluation.run.store import ResultStore
     import contextlib
     import io
     buf = io.StringIO()
@@ -127,7 +127,7 @@ def test_cli_attack_evasion_json(tmp_path):
 
 
 def test_profile_measurements_per_scheme():
-    from e2eebench.evaluation.security import profile_measurements, scheme_profile
+    from e2eebench.evaluation.attacks.profile import profile_measurements, scheme_profile
     h = get_hasher("pdq")
     pool = candidate_pool(h, 4, 10, seed=7)
     profs = [scheme_profile(n, h, pool, seed=7) for n in ("on-device-list", "psi-ad")]
@@ -146,8 +146,8 @@ def test_profile_measurements_per_scheme():
 def test_security_rates_carry_intervals_and_percentiles_are_labelled():
     """oracle_list_confirmed is a rate (Wilson interval, n = list size); a PSNR row whose
     ci columns hold percentiles says so in its params."""
-    from e2eebench.evaluation.security import _attack_rows, profile_measurements, scheme_profile
-    from e2eebench.evaluation.stats import wilson
+    from e2eebench.evaluation.attacks.profile import _attack_rows, profile_measurements, scheme_profile
+    from e2eebench.evaluation.run.stats import wilson
     h = get_hasher("pdq")
     pool = candidate_pool(h, 4, 10, seed=7)
     prof = scheme_profile("on-device-list", h, pool, seed=7)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from e2eebench.clientside.hashing import get_hasher, hamming
-from e2eebench.evaluation.corpora import get_corpus
+from e2eebench.evaluation.data.corpora import get_corpus
 from e2eebench.protocols.crypto_group import Scalar, hash_to_group
 from e2eebench.server.index import get_index
 

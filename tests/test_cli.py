@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from e2eebench.evaluation.cli import main
+from e2eebench.evaluation.cli.app import main
 
 
 def run_cli(args, capsys):
@@ -21,7 +21,7 @@ def run_cli(args, capsys):
 
 @pytest.fixture()
 def photo_file(tmp_path):
-    from e2eebench.evaluation.corpora import get_corpus
+    from e2eebench.evaluation.data.corpora import get_corpus
     p = tmp_path / "photo.png"
     get_corpus("bundled").items(1)[0].image.save(p)
     return p

@@ -15,9 +15,9 @@ from e2eebench.protocols.channel import PROVIDER, Channel, Ledger, MessageContex
 from e2eebench.protocols.errors import E2EEBenchError, ProtocolError
 from e2eebench.protocols.framework import EU_CATEGORIES, FAMILIES, Scheme
 from e2eebench.protocols.registry import SCHEMES
-from e2eebench.evaluation.metrics import canary_scan
-from e2eebench.evaluation.runner import RunConfig, prepare, run_scheme
-from e2eebench.evaluation.workload import WorkloadConfig
+from e2eebench.evaluation.run.metrics import canary_scan
+from e2eebench.evaluation.run.runner import RunConfig, prepare, run_scheme
+from e2eebench.evaluation.data.workload import WorkloadConfig
 
 NAMES = sorted(SCHEMES)
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from e2eebench.evaluation.corpora import (
+from e2eebench.evaluation.data.corpora import (
     CORPORA,
     BundledCorpus,
     Item,

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from e2eebench.clientside.hashing import get_hasher
-from e2eebench.evaluation.corpora import get_corpus
-from e2eebench.evaluation.stats import wilson
-from e2eebench.evaluation.transforms import parse_transform
+from e2eebench.evaluation.data.corpora import get_corpus
+from e2eebench.evaluation.run.stats import wilson
+from e2eebench.evaluation.data.transforms import parse_transform
 from e2eebench.protocols.channel import PROVIDER, Channel, MessageContext, PartyClock
 from e2eebench.protocols.crypto import seal
 from e2eebench.protocols.errors import (AuthenticationFailed, ConfigError, MalformedMessage,
@@ -201,7 +201,7 @@ def test_malformed_payloads_raise_typed_errors(case, name):
 def test_bench_bundle_empty_filter_size_equals_built_bundle():
     """Above measure_max the Bloom rows use an empty filter of the right capacity; that must be
     the very size the scheme's own setup produces at that list size."""
-    from e2eebench.evaluation.bench_device import bench_bundle
+    from e2eebench.evaluation.bench.device import bench_bundle
     small = {(r["scheme"], r["list_size"]): r
              for r in bench_bundle([300, 1200], measure_max=1200, psi_max=0, n_timing=2)}
     big = {(r["scheme"], r["list_size"]): r
@@ -218,7 +218,7 @@ def test_bench_bundle_empty_filter_size_equals_built_bundle():
 
 
 def test_cli_option_parsers_raise_config_errors():
-    from e2eebench.evaluation.cli_device import parse_configs, parse_sizes
+    from e2eebench.evaluation.cli.device import parse_configs, parse_sizes
     assert parse_sizes("1000, 1e4") == [1000, 10000]
     assert parse_configs("8:1,16:2") == [(8, 1), (16, 2)]
     for bad in ("", "abc", "0", "1.5"):
@@ -231,7 +231,7 @@ def test_cli_option_parsers_raise_config_errors():
 
 @pytest.mark.parametrize("name", ["hash-upload", "partial-hash"])
 def test_sealed_payload_resent_is_a_replay(name):
-    from e2eebench.evaluation.corpora import get_corpus
+    from e2eebench.evaluation.data.corpora import get_corpus
     from e2eebench.protocols.errors import ReplayError
     from e2eebench.protocols.registry import scheme_class
     from e2eebench.server.database import KnownHashDatabase

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from e2eebench.evaluation.eu_scale import SECONDS_PER_DAY, images_per_day
-from e2eebench.evaluation.store import ResultStore
+from e2eebench.evaluation.bench.eu_scale import SECONDS_PER_DAY, images_per_day
+from e2eebench.evaluation.run.store import ResultStore
 from e2eebench.protocols.errors import ConfigError
 
 

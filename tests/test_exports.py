@@ -16,10 +16,10 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from e2eebench.evaluation.cli import main
-from e2eebench.evaluation.exporting import export_run
-from e2eebench.evaluation.rubric import load_rubric
-from e2eebench.evaluation.store import Measurement, ResultStore
+from e2eebench.evaluation.cli.app import main
+from e2eebench.evaluation.assess.exporting import export_run
+from e2eebench.evaluation.assess.rubric import load_rubric
+from e2eebench.evaluation.run.store import Measurement, ResultStore
 
 NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?|-?\.\d+")
 ROWS = [  # a spread of magnitudes, units, a bool, a missing value with text, a modelled row

@@ -7,7 +7,7 @@ import pytest
 
 from e2eebench.clientside.hashing import HASHERS, get_hasher, hamming, hamming_matrix, hex_to_hash
 from e2eebench.protocols.errors import InputError, UnknownNameError
-from e2eebench.evaluation.corpora import get_corpus
+from e2eebench.evaluation.data.corpora import get_corpus
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from e2eebench.clientside.hashing import get_hasher
-from e2eebench.evaluation.bench_he import extrapolate, fit_blocks
-from e2eebench.evaluation.cli_he import parse_sizes
+from e2eebench.evaluation.bench.he import extrapolate, fit_blocks
+from e2eebench.evaluation.cli.he import parse_sizes
 from e2eebench.protocols.channel import PROVIDER, THIRD_PARTY, Channel, Ledger, MessageContext, PartyClock
 from e2eebench.protocols.crypto_he import (BfvParams, HammingKeyHolder, HammingMatcher,
                                            HammingQueryEncryptor, device_bundle_of)
@@ -158,8 +158,8 @@ def test_scheme_roles_give_the_plaintext_verdict_to_the_provider(cls):
 
 @pytest.mark.slow
 def test_bench_and_cli_store_measured_and_extrapolated(tmp_path):
-    from e2eebench.evaluation.cli import main
-    from e2eebench.evaluation.store import ResultStore
+    from e2eebench.evaluation.cli.app import main
+    from e2eebench.evaluation.run.store import ResultStore
     db, png = tmp_path / "r.duckdb", tmp_path / "he.png"
     assert main(["bench", "he", "--sizes", "100", "--queries", "1", "--engines", "he-cosine",
                  "--db", str(db), "--plot", str(png), "--format", "json"]) == 0

@@ -57,3 +57,31 @@ def test_every_module_below_the_harness_is_in_a_layer():
                 continue
             mod = f"e2eebench.{folder}.{f.stem}"
             assert mod in listed, f"{mod} is in no layer of the import contract"
+
+
+STAGES = ["data", "run", "accuracy", "leakage", "attacks", "bench", "assess", "cli"]
+
+
+def test_harness_is_stages_only():
+    """No module sits at evaluation/'s top level except its __init__ and the API entry point."""
+    top = {f.name for f in (ROOT / "evaluation").glob("*.py")}
+    assert top == {"__init__.py", "api.py"}, sorted(top - {"__init__.py", "api.py"})
+    subs = {d.name for d in (ROOT / "evaluation").iterdir() if d.is_dir() and any(d.glob("*.py"))}
+    assert subs == set(STAGES)
+
+
+def test_stage_contract_names_every_stage_in_order():
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    stage = [c for c in contracts if c.get("containers") == ["e2eebench.evaluation"]]
+    assert len(stage) == 1
+    order = [name.strip() for layer in reversed(stage[0]["layers"]) for name in layer.split("|")]
+    assert order == ["data", "run", "accuracy", "leakage", "attacks", "bench", "api", "assess", "cli"]
+
+
+def test_no_import_circle_in_the_harness():
+    grimp = __import__("grimp")
+    nx = __import__("networkx")
+    graph = grimp.build_graph("e2eebench.evaluation")
+    g = nx.DiGraph((m, d) for m in graph.modules for d in graph.find_modules_directly_imported_by(m))
+    cycles = list(nx.simple_cycles(g))
+    assert cycles == [], cycles[:3]

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from e2eebench.clientside.hashing import get_hasher
-from e2eebench.evaluation import inversion as inv
-from e2eebench.evaluation.corpora import get_corpus
-from e2eebench.evaluation.runner import RunConfig, prepare, run_scheme
-from e2eebench.evaluation.workload import WorkloadConfig
+from e2eebench.evaluation.leakage import inversion as inv
+from e2eebench.evaluation.data.corpora import get_corpus
+from e2eebench.evaluation.run.runner import RunConfig, prepare, run_scheme
+from e2eebench.evaluation.data.workload import WorkloadConfig
 from e2eebench.protocols.errors import ConfigError
 
 PDQ = get_hasher("pdq")
@@ -67,7 +67,7 @@ def small_data():
 
 
 def test_probes_read_the_provider_view(small_data):
-    from e2eebench.evaluation.leakage import db_exposure, linkability, membership_oracle
+    from e2eebench.evaluation.leakage.probes import db_exposure, linkability, membership_oracle
     hu = run_scheme("hash-upload", small_data)
     bl = run_scheme("on-device-bloom", small_data)
     ol = run_scheme("on-device-list", small_data)
@@ -91,7 +91,7 @@ def test_probes_read_the_provider_view(small_data):
 
 @pytest.mark.slow
 def test_inversion_probe_on_a_run(small_data):
-    from e2eebench.evaluation.leakage import inversion
+    from e2eebench.evaluation.leakage.probes import inversion
     for name in ("hash-upload", "partial-hash"):
         ms = {m.metric: m for m in inversion(run_scheme(name, small_data), small_data)}
         assert ms["inversion_ssim"].value > ms["inversion_ssim_baseline"].value

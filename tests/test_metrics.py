@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from e2eebench.evaluation.metrics import canary_scan, leakage_measurements
-from e2eebench.evaluation.runner import RunConfig, prepare, run_scheme
-from e2eebench.evaluation.workload import WorkloadConfig
+from e2eebench.evaluation.run.metrics import canary_scan, leakage_measurements
+from e2eebench.evaluation.run.runner import RunConfig, prepare, run_scheme
+from e2eebench.evaluation.data.workload import WorkloadConfig
 from e2eebench.protocols.registry import scheme_class
 
 
@@ -39,7 +39,7 @@ def test_sampled_run_leakage_counts_only_messages_run(small_data, monkeypatch):
 
 def test_modelled_scheme_keeps_declared_labels(small_data):
     """The enclave's measurements become "modelled"; its declared metadata stays "declared"."""
-    from e2eebench.evaluation.metrics import measure
+    from e2eebench.evaluation.run.metrics import measure
     run = run_scheme("enclave", small_data)
     assert run.scheme.modelled
     ms = measure(run, small_data)
@@ -52,7 +52,7 @@ def test_modelled_scheme_keeps_declared_labels(small_data):
 def test_membership_oracle_rate_has_interval_and_its_own_n(small_data):
     """tests/s = 1 / mean device CPU per offline verdict; n is the timings used, the interval
     brackets the value."""
-    from e2eebench.evaluation.leakage import membership_oracle
+    from e2eebench.evaluation.leakage.probes import membership_oracle
     run = run_scheme("on-device-bloom", small_data)
     m = membership_oracle(run, small_data)[0]
     times = [o.device_s for o in run.outcomes if o.has_image and o.device_s > 0]
@@ -62,10 +62,8 @@ def test_membership_oracle_rate_has_interval_and_its_own_n(small_data):
 
 
 def test_sampled_precision_says_its_base_rate_is_the_samples(small_data, monkeypatch):
-    from e2eebench.evaluation.metrics import measure
+    from e2eebench.evaluation.run.metrics import measure
     monkeypatch.setattr(scheme_class("server-side"), "quick_sample", 6)
-    monkeypatch.setattr("e2eebench.evaluation.metrics.METRIC_MODULES", [])
-    monkeypatch.setattr("e2eebench.evaluation.metrics.EXTRA_METRICS", [])
     run = run_scheme("server-side", small_data)
     prec = [m for m in measure(run, small_data) if m.metric == "precision"][0]
     im = [o for o in run.outcomes if o.has_image]

@@ -150,8 +150,8 @@ def test_synthetic_voucher_always_opens_and_looks_like_real(table):
 # -- end to end on small traffic -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def small():
-    from e2eebench.evaluation.runner import RunConfig, prepare
-    from e2eebench.evaluation.workload import WorkloadConfig
+    from e2eebench.evaluation.run.runner import RunConfig, prepare
+    from e2eebench.evaluation.data.workload import WorkloadConfig
     cfg = RunConfig(corpus="dead-leaves", image_size=128, n_known=10, n_benign=30, seed=3,
                     workload=WorkloadConfig(n_accounts=10, offender_fraction=0.3, days=4,
                                             messages_per_account_per_day=3.0, image_fraction=0.9,
@@ -166,7 +166,7 @@ def _exact(data, mid):
 
 
 def test_psi_ad_verdicts_equal_exact_matching(small):
-    from e2eebench.evaluation.runner import run_scheme
+    from e2eebench.evaluation.run.runner import run_scheme
     run = run_scheme("psi-ad", small)
     im = [o for o in run.outcomes if o.has_image]
     assert all(o.detected == _exact(small, o.message_id) for o in im)
@@ -186,7 +186,7 @@ def _account_exact_matches(small, run):
 def test_tpsi_ad_threshold(small, t):
     """Below t: no verdict, no report. At or above t: every real matched payload (synthetic-free
     run so 'every' is checkable exactly)."""
-    from e2eebench.evaluation.runner import run_scheme
+    from e2eebench.evaluation.run.runner import run_scheme
     run = run_scheme("tpsi-ad", small, params={"t": t, "synthetic_rate": 0.0})
     matches = _account_exact_matches(small, run)
     reported = {x.message_id for x in run.ledger.learned_by(PROVIDER, "report")}
@@ -202,7 +202,7 @@ def test_tpsi_ad_threshold(small, t):
 
 
 def test_tpsi_ad_with_synthetic_vouchers(small):
-    from e2eebench.evaluation.runner import run_scheme
+    from e2eebench.evaluation.run.runner import run_scheme
     run = run_scheme("tpsi-ad", small, params={"t": 2, "synthetic_rate": 0.3})
     matches = _account_exact_matches(small, run)
     reported = {x.message_id for x in run.ledger.learned_by(PROVIDER, "report")}
@@ -240,7 +240,7 @@ def test_tpsi_below_t_counts_overlap_benign(small):
 
 
 def test_lsh_matches_chunk_rule(small):
-    from e2eebench.evaluation.runner import run_scheme
+    from e2eebench.evaluation.run.runner import run_scheme
     run = run_scheme("psi-ad-lsh", small)
     s = run.scheme
     im = [o for o in run.outcomes if o.has_image]
@@ -274,7 +274,7 @@ def test_params_validated():
 
 
 def test_psi_client_learns_device_learns(small):
-    from e2eebench.evaluation.runner import run_scheme
+    from e2eebench.evaluation.run.runner import run_scheme
     run = run_scheme("psi-client-learns", small)
     im = [o for o in run.outcomes if o.has_image]
     dev = {x.message_id: x.value for x in run.ledger.learned_by(DEVICE, "verdict")}
@@ -284,7 +284,7 @@ def test_psi_client_learns_device_learns(small):
 
 
 def test_bench_psi_small():
-    from e2eebench.evaluation.bench_psi import bench_psi
+    from e2eebench.evaluation.bench.psi import bench_psi
     r = bench_psi(size=100, n_images=20, t=5)
     assert r["psi_ad_wrong_verdicts"] == 0 and r["openmined_wrong_verdicts"] == 0
     assert r["scalar_mult_us"] > 0 and r["provider_per_voucher_over_scalar_mult"] > 0.5
@@ -295,7 +295,7 @@ def test_bench_psi_small():
 def test_count_distinguisher_model_matches_real_voucher_counts(small):
     """The binomial count model behind count_distinguisher_advantage, checked on real vouchers."""
     from scipy.stats import binom
-    from e2eebench.evaluation.account_model import count_distinguisher_advantage
+    from e2eebench.evaluation.accuracy.account_model import count_distinguisher_advantage
     p, n_img = 0.3, 8
     s = TPsiAd(small.hasher, t=50, synthetic_rate=p)       # t out of reach: counts only
     pstate, bundle = s.provider_setup(small.db, _ctx("setup"))

@@ -6,9 +6,9 @@ import json
 import pandas as pd
 import pytest
 
-from e2eebench.evaluation.cli import main
-from e2eebench.evaluation.output import SUMMARY_METRICS
-from e2eebench.evaluation.store import ResultStore
+from e2eebench.evaluation.cli.app import main
+from e2eebench.evaluation.run.output import SUMMARY_METRICS
+from e2eebench.evaluation.run.store import ResultStore
 
 
 def stored(db):
@@ -83,7 +83,7 @@ def test_baseline_sees_hashes_and_on_device_list_leaks_none(quick_db):
 
 def test_device_storage_is_the_serialized_bundle(quick_db):
     from e2eebench.evaluation.api import quick_config
-    from e2eebench.evaluation.runner import prepare
+    from e2eebench.evaluation.run.runner import prepare
     from e2eebench.protocols.channel import Channel, MessageContext, PartyClock
     from e2eebench.protocols.registry import scheme_class
     import numpy as np
@@ -103,7 +103,7 @@ def test_export_after_run(quick_db, capsys, tmp_path):
 
 
 def test_terminal_view_shows_every_scheme_and_both_groups(quick_db, capsys):
-    from e2eebench.evaluation.output import TERMINAL_GROUPS, render_run_terminal
+    from e2eebench.evaluation.run.output import TERMINAL_GROUPS, render_run_terminal
     _, df, _ = stored(quick_db)
     render_run_terminal(df, "title", order=["server-side", "psi-ad", "on-device-list"])
     out = capsys.readouterr().out

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from e2eebench.evaluation.runner import RunConfig, prepare
-from e2eebench.evaluation.scale import run_schemes
-from e2eebench.evaluation.workload import WorkloadConfig
+from e2eebench.evaluation.run.runner import RunConfig, prepare
+from e2eebench.evaluation.run.scheduling import run_schemes
+from e2eebench.evaluation.data.workload import WorkloadConfig
 from e2eebench.protocols.errors import InputError
 
 

@@ -6,7 +6,7 @@ import math
 import pytest
 from scipy import stats
 
-from e2eebench.evaluation.stats import mean_ci, upper_bound_zero, wilson
+from e2eebench.evaluation.run.stats import mean_ci, upper_bound_zero, wilson
 
 
 @pytest.mark.parametrize("k,n", [(0, 3), (3, 3), (1, 10), (24, 181), (500, 1000)])

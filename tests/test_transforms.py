@@ -6,8 +6,8 @@ import pdqhash
 import pytest
 from PIL import Image
 
-from e2eebench.evaluation.corpora import get_corpus
-from e2eebench.evaluation.transforms import (
+from e2eebench.evaluation.data.corpora import get_corpus
+from e2eebench.evaluation.data.transforms import (
     OFFENDER_MIX,
     STANDARD_SUITE,
     TRANSFORMS,

@@ -1,0 +1,1 @@
+"""Stage 5, the command line: the Typer app (``app``) and one module per command group."""

@@ -1,0 +1,243 @@
+"""The ``e2eebench`` command line: list, hash, run, export, bench, accuracy, attack, report.
+
+Every user error (unknown name, malformed config, unreadable image, wrong hash length,
+corrupt protocol message) becomes one line on stderr and exit code 2; no traceback and
+no half-written results.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+
+try:  # recent Typer vendors its own copy of Click
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older Typer on upstream Click
+    from click import exceptions as click_exc
+
+from e2eebench.protocols.errors import ConfigError, E2EEBenchError, InputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Test bed for detecting known images in end-to-end encrypted messaging.")
+bench_app = typer.Typer(no_args_is_help=True, help="Cost sweeps (index, psi, he, ...).")
+app.add_typer(bench_app, name="bench")
+
+# the command groups in this package: each module defines register(app, bench_app)
+CLI_MODULES: list[str] = ["report", "psi", "accuracy", "device", "attack", "he"]
+
+FormatOpt = typer.Option("table", "--format", "-f", help="table, json, md or csv")
+SeedOpt = typer.Option(0, "--seed", help="seed for every random choice (deterministic runs)")
+
+
+def check_format(fmt: str, allowed: tuple[str, ...] = ("table", "json", "md", "csv")) -> str:
+    if fmt not in allowed:
+        raise ConfigError(f"unknown format {fmt!r} (choose from {', '.join(allowed)})")
+    return fmt
+
+
+def echo(text: str | None) -> None:
+    if text is not None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+@contextmanager
+def progress_bar(enabled: bool = True) -> Iterator:
+    """A Rich progress bar on stderr; yields a callback ``(task, done, total)``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield lambda *a: None
+        return
+    tasks: dict[str, int] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as prog:
+        def cb(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = prog.add_task(name, total=total)
+            prog.update(tasks[name], completed=done, total=total)
+        yield cb
+
+
+@app.command("list")
+def list_cmd(what: str = typer.Argument("schemes", help="schemes, hashers, corpora or transforms"),
+             fmt: str = FormatOpt) -> None:
+    """List what is registered."""
+    import pandas as pd
+    from e2eebench.evaluation.run.output import render
+    check_format(fmt)
+    if what == "schemes":
+        from e2eebench.protocols.framework import EU_CATEGORIES
+        from e2eebench.protocols.registry import list_schemes
+        rows = [{"name": c.name, "family": c.family, "eu_category": EU_CATEGORIES[c.eu_category],
+                 "matching": c.matching, "verdict_to": c.verdict_to, "trust": c.trust,
+                 "modelled": c.modelled, "description": c.description} for c in list_schemes()]
+    elif what == "hashers":
+        from e2eebench.clientside.hashing import list_hashers
+        rows = [{"name": h.name, "bits": h.bits, "default_threshold": h.default_threshold,
+                 "library": h.library, "description": h.description} for h in list_hashers()]
+    elif what == "corpora":
+        from e2eebench.evaluation.data.corpora import list_corpora
+        rows = [{"name": n, "description": d} for n, d in list_corpora()]
+    elif what == "transforms":
+        from e2eebench.evaluation.data.transforms import list_transforms
+        rows = [r if isinstance(r, dict) else {"name": r[0], "description": r[1]} for r in list_transforms()]
+    else:
+        raise ConfigError(f"cannot list {what!r} (choose schemes, hashers, corpora or transforms)")
+    echo(render(pd.DataFrame(rows), fmt, title=what))
+
+
+@app.command("hash")
+def hash_cmd(files: List[Path] = typer.Argument(..., help="image files"),
+             hasher: str = typer.Option("pdq", "--hasher", help="pdq, phash, dhash, ahash, whash"),
+             fmt: str = FormatOpt) -> None:
+    """Print the hash (and PDQ quality) of each file."""
+    import pandas as pd
+    from e2eebench.clientside.hashing import get_hasher, load_image
+    from e2eebench.evaluation.run.output import render
+    check_format(fmt)
+    h = get_hasher(hasher)
+    images = [(f, load_image(f)) for f in files]  # read all first: one bad file, no partial output
+    rows = []
+    for f, im in images:
+        r = {"file": str(f), "hasher": h.name, "hash": h.hash(im).tobytes().hex()}
+        if h.has_quality:
+            r["quality"] = h.quality(im)
+        rows.append(r)
+    echo(render(pd.DataFrame(rows), fmt))
+
+
+def build_run_config(config: Optional[Path], quick: bool, schemes: Optional[str], corpus: Optional[str],
+                     hasher: Optional[str], seed: Optional[int], threshold: Optional[str]):
+    from e2eebench.evaluation.run.config import builtin_config, load_config
+    from e2eebench.protocols.registry import SCHEMES, parse_scheme_list
+    if config is None and not quick:
+        raise ConfigError("give --quick for the embedded default comparison, or --config FILE")
+    cfg = load_config(config if config is not None else builtin_config("quick"))
+    if schemes:
+        cfg.schemes = parse_scheme_list(schemes)
+    elif not cfg.schemes:
+        cfg.schemes = [n for n, c in SCHEMES.items()]
+    else:
+        cfg.schemes = parse_scheme_list(",".join(cfg.schemes))
+    if corpus:
+        cfg.corpus = corpus
+    if hasher:
+        from e2eebench.clientside.hashing import get_hasher
+        cfg.hasher = get_hasher(hasher).name
+    if seed is not None:
+        cfg.seed = seed
+    if threshold:
+        cfg.threshold = threshold
+    return cfg
+
+
+@app.command("run")
+def run_cmd(quick: bool = typer.Option(False, "--quick", help="the embedded default comparison"),
+            config: Optional[Path] = typer.Option(None, "--config", help="TOML run configuration"),
+            schemes: Optional[str] = typer.Option(None, "--schemes", help="comma-separated scheme names"),
+            corpus: Optional[str] = typer.Option(None, "--corpus", help="dead-leaves, bundled or folder:PATH"),
+            hasher: Optional[str] = typer.Option(None, "--hasher"),
+            seed: Optional[int] = typer.Option(None, "--seed", help="seed (default: the config's, 0)"),
+            threshold: Optional[str] = typer.Option(None, "--threshold", help="default, calibrated or an integer"),
+            db: Path = typer.Option(Path("e2eebench.duckdb"), "--db", help="results database (DuckDB file)"),
+            scheduler: Optional[str] = typer.Option(None, "--scheduler",
+                                                    help="Dask scheduler address, or 'local' (default: in-process)"),
+            fmt: str = FormatOpt) -> None:
+    """Run every selected scheme over the same traffic and print one row per scheme."""
+    from e2eebench.evaluation.api import run
+    from e2eebench.evaluation.run.output import render, summary_json, summary_wide
+    check_format(fmt)
+    cfg = build_run_config(config, quick, schemes, corpus, hasher, seed, threshold)
+    if cfg.corpus.startswith("folder:"):
+        p = Path(cfg.corpus[len("folder:"):])
+        if not p.is_dir():
+            raise InputError(f"not a readable folder: {p}")
+    with progress_bar() as cb:
+        result = run(cfg, db=str(db), progress=cb, scheduler=scheduler)
+    order = {n: i for i, n in enumerate(cfg.schemes)}  # rows in the order the user asked for
+    df = result.measurements.sort_values("scheme", key=lambda c: c.map(order), kind="stable")
+    title = (f"run {result.run_id} (seed {cfg.seed}, {cfg.hasher}, {cfg.corpus}, list {len(result.data.db)}, "
+             f"threshold {cfg.threshold}: {result.runs[0].scheme.threshold if result.runs else 'n/a'})")
+    if fmt == "table":
+        from e2eebench.evaluation.run.output import render_run_terminal
+        render_run_terminal(df, title, order=cfg.schemes)
+        return
+    echo(render(summary_wide(df), fmt, title=title,
+                records={"run_id": result.run_id, "config": cfg.to_dict(), "schemes": summary_json(df)}))
+
+
+@app.command("export")
+def export_cmd(run: str = typer.Option("latest", "--run", help="run id or 'latest'"),
+               fmt: str = typer.Option("md", "--format", "-f", help="md, csv, json (long form), latex, xlsx or html"),
+               db: Path = typer.Option(Path("e2eebench.duckdb"), "--db"),
+               rubric: Optional[Path] = typer.Option(None, "--rubric", help="rubric TOML (default: the built-in one)"),
+               out: Optional[Path] = typer.Option(None, "--out", help="file to write (default: stdout)")) -> None:
+    """Export a stored run's assessment table (ratings per the rubric, with provenance)."""
+    from e2eebench.evaluation.assess.exporting import EXPORT_FORMATS, export_run
+    check_format(fmt, EXPORT_FORMATS)
+    if not db.exists():
+        raise InputError(f"no results database at {db} (run 'e2eebench run --quick' first)")
+    if fmt == "xlsx" and out is None:
+        raise ConfigError("--format xlsx needs --out FILE (a workbook is not text)")
+    text = export_run(str(db), run, fmt, None if rubric is None else str(rubric))
+    if out is None:
+        echo(text if isinstance(text, str) else None)
+    else:
+        from e2eebench.evaluation.assess.exporting import write_atomic
+        write_atomic(out, text)
+        echo(f"wrote {out}")
+
+
+@bench_app.command("index")
+def bench_index_cmd(size: int = typer.Option(100_000, "--size", min=1),
+                    threshold: int = typer.Option(31, "--threshold", min=0),
+                    queries: int = typer.Option(50, "--queries", min=1),
+                    seed: int = SeedOpt, fmt: str = FormatOpt) -> None:
+    """Linear scan vs multi-index hashing on the same list and queries."""
+    import pandas as pd
+    from e2eebench.evaluation.bench.index import bench_index
+    from e2eebench.evaluation.run.output import render
+    check_format(fmt)
+    if threshold > 256:
+        raise ConfigError("--threshold must be at most 256 for 256-bit hashes")
+    r = bench_index(size, threshold, n_queries=queries, seed=seed)
+    echo(render(pd.DataFrame([r]), fmt, title="bench index", records=r))
+
+
+for _m in CLI_MODULES:
+    importlib.import_module(f"e2eebench.evaluation.cli.{_m}").register(app, bench_app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        app(args=argv, standalone_mode=False, prog_name="e2eebench")
+        return 0
+    except E2EEBenchError as e:
+        print(f"e2eebench: error: {e}", file=sys.stderr)
+    except getattr(click_exc, "NoArgsIsHelpError", ()) :
+        return 0
+    except click_exc.ClickException as e:
+        msg = " ".join(e.format_message().split())
+        print(f"e2eebench: error: {msg}", file=sys.stderr)
+    except click_exc.Abort:
+        print("e2eebench: aborted", file=sys.stderr)
+        return 130
+    except click_exc.Exit as e:
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("e2eebench: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    return 2
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,27 @@
+"""``e2eebench bench psi``: PSI costs and their ratios to one scalar multiplication, one run."""
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    from e2eebench.evaluation.cli.app import FormatOpt, SeedOpt, check_format, echo
+
+    @bench_app.command("psi")
+    def bench_psi_cmd(size: int = typer.Option(2000, "--size", help="list size (synthetic hashes)"),
+                      images: int = typer.Option(200, "--images", help="vouchers/requests timed"),
+                      t: int = typer.Option(30, "--t", help="tpsi-ad threshold for the reconstruction timing"),
+                      seed: int = SeedOpt, fmt: str = FormatOpt) -> None:
+        """psi-ad vs openmined-psi: provider per voucher, device per image, setup and bundle per element."""
+        import pandas as pd
+        from e2eebench.evaluation.bench.psi import bench_psi
+        from e2eebench.evaluation.run.output import render
+        from e2eebench.protocols.errors import ConfigError
+        check_format(fmt)
+        if not 1 <= t <= 200:
+            raise ConfigError(f"--t must be in 1..200, got {t}")
+        r = bench_psi(size, images, seed=seed, t=t)
+        rows = [{"metric": k, "value": (f"{v:.4g}" if isinstance(v, float) else str(v))}
+                for k, v in r.items() if k != "checks"]
+        rows += [{"metric": f"check:{k}", "value": str(v)} for k, v in r["checks"].items()]
+        echo(render(pd.DataFrame(rows), fmt, title=f"bench psi (list {r['list_size']}, {r['list']})", records=r))

@@ -1,0 +1,1 @@
+"""Stage 3b, leakage: probes on the parties' views, the inversion attack and their figures."""

@@ -1,0 +1,167 @@
+"""From outcomes and party views to measurements (accuracy, leakage, cost).
+
+Metric names are fixed by the design; each measurement carries its unit, sample size and
+interval. The measurement stages (leakage probes, pair accuracy, security profile, EU scale)
+add theirs as ``MeasureFn`` functions handed to :func:`measure` (the API composes them), so this
+stage never imports a stage above it.
+"""
+from __future__ import annotations
+
+import json
+from typing import Callable, Sequence
+
+import numpy as np
+
+from e2eebench.protocols.channel import PROVIDER
+from e2eebench.evaluation.run.runner import RunData, SchemeRun
+from e2eebench.evaluation.run.stats import mean_ci, wilson
+from e2eebench.evaluation.run.store import Measurement
+
+MeasureFn = Callable[[SchemeRun, RunData], list[Measurement]]
+
+
+def _rate(scheme: str, metric: str, k: int, n: int, params: dict) -> Measurement:
+    e = wilson(k, n)
+    return Measurement(scheme, metric, e.value if n else None, "rate", n, e.ci_low, e.ci_high, params)
+
+
+def _mean(scheme: str, metric: str, values, unit: str, params: dict, scale: float = 1.0) -> Measurement:
+    e = mean_ci(np.asarray(list(values), float) * scale)
+    return Measurement(scheme, metric, e.value if e.n else None, unit, e.n, e.ci_low, e.ci_high, params)
+
+
+def transform_family(spec: str) -> str:
+    return "+".join(part.split(":")[0] for part in spec.split("+"))
+
+
+def accuracy_measurements(run: SchemeRun, params: dict) -> list[Measurement]:
+    s = run.name
+    im = [o for o in run.outcomes if o.has_image]
+    pos = [o for o in im if o.known]
+    neg = [o for o in im if not o.known]
+    tp = sum(o.detected for o in pos)
+    fp = sum(o.detected for o in neg)
+    out = [_rate(s, "recall", tp, len(pos), params | {"slice": "all"}),
+           _rate(s, "fpr", fp, len(neg), params)]
+    if tp + fp:
+        out.append(_rate(s, "precision", tp, tp + fp, params | {"base_rate": round(len(pos) / max(1, len(im)), 4)}))
+    else:
+        out.append(Measurement(s, "precision", None, "rate", 0, params=params,
+                               text="no detections: precision undefined"))
+    fams: dict[str, list] = {}
+    for o in pos:
+        fams.setdefault(transform_family(o.transform), []).append(o)
+    for fam, os_ in sorted(fams.items()):
+        out.append(_rate(s, "recall", sum(o.detected for o in os_), len(os_), params | {"slice": fam}))
+    return out
+
+
+def cost_measurements(run: SchemeRun, params: dict) -> list[Measurement]:
+    s = run.name
+    im = [o for o in run.outcomes if o.has_image]
+    p = params | {"list_size": run.list_size}
+    return [
+        _mean(s, "client_ms", (o.device_s for o in im), "ms", p, 1e3),
+        _mean(s, "server_ms", (o.server_s for o in im), "ms", p, 1e3),
+        _mean(s, "bytes_up", (o.bytes_up for o in im), "bytes", p),
+        _mean(s, "bytes_down", (o.bytes_down for o in im), "bytes", p),
+        _mean(s, "rounds", (o.rounds for o in im), "flights", p),
+        _mean(s, "detection_bytes_up", (o.detection_bytes_up for o in im), "bytes", p),
+        _mean(s, "detection_bytes_down", (o.detection_bytes_down for o in im), "bytes", p),
+        Measurement(s, "device_storage_bytes", float(run.bundle_bytes + run.device_extra_bytes), "bytes", 1,
+                    params=p | {"bundle_bytes": run.bundle_bytes, "own_key_bytes": run.device_extra_bytes}),
+        Measurement(s, "setup_s", run.setup_s, "s", 1, params=p),
+    ]
+
+
+def _as_bytes(v) -> bytes:
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v)
+    return json.dumps(v, default=str, sort_keys=True).encode()
+
+
+def _run_ids(run: SchemeRun) -> set[str]:
+    """Ids of the image messages this scheme actually ran (a sampled run runs only some)."""
+    return {o.message_id for o in run.outcomes if o.has_image}
+
+
+def canary_scan(run: SchemeRun, data: RunData) -> dict[str, int]:
+    """Look for benign image bytes and benign hashes (raw and hex) in the provider's whole view,
+    over the benign image messages this scheme ran (n counts only those)."""
+    view = b"".join(run.ledger.received_bytes(PROVIDER))
+    learned = b"".join(_as_bytes(x.value) for x in run.ledger.learned_by(PROVIDER))
+    hay = view + b"\x00" + learned
+    ran = _run_ids(run)
+    benign_msgs = [m for m in data.workload.image_messages if not m.known and m.id in ran]
+    img_hits = hash_hits = 0
+    checked = set()
+    for m in benign_msgs:
+        png = data.png[m.id]
+        needle = png[len(png) // 2: len(png) // 2 + 48]
+        if needle and needle in hay:
+            img_hits += 1
+        h = data.image_hash(m.id).tobytes()
+        if h in checked:
+            continue
+        checked.add(h)
+        if h in hay or h.hex().encode() in hay:
+            hash_hits += 1
+    return {"images": len(benign_msgs), "image_hits": img_hits, "hashes": len(checked), "hash_hits": hash_hits}
+
+
+def leakage_measurements(run: SchemeRun, data: RunData, params: dict) -> list[Measurement]:
+    s = run.name
+    scan = canary_scan(run, data)
+    learned = run.ledger.learned_by(PROVIDER)
+    declared_hash = any(x.kind in ("hash", "image") for x in learned)
+    visible = declared_hash or scan["hash_hits"] > 0
+    ran = _run_ids(run)
+    benign_ids = {m.id for m in data.workload.image_messages if not m.known and m.id in ran}
+    bits = {mid: 0.0 for mid in benign_ids}
+    verdict_seen: set[str] = set()
+    for x in learned:
+        if x.message_id in bits:
+            if x.kind in ("image", "hash", "intermediate"):
+                bits[x.message_id] += 8 * len(_as_bytes(x.value))
+            elif x.kind == "verdict" and x.message_id not in verdict_seen:
+                verdict_seen.add(x.message_id)  # the match bit counts once, however often recorded
+                bits[x.message_id] += 1
+    return [
+        Measurement(s, "hash_visible_to_provider", float(visible), "bool", scan["hashes"], params=params,
+                    text=("declared" if declared_hash else "") + (" canary" if scan["hash_hits"] else "")),
+        Measurement(s, "canary_benign_images_in_provider_view", float(scan["image_hits"]), "count",
+                    scan["images"], params=params),
+        Measurement(s, "canary_benign_hashes_in_provider_view", float(scan["hash_hits"]), "count",
+                    scan["hashes"], params=params),
+        _mean(s, "provider_learns_per_benign_bits", bits.values(), "bits", params),
+        Measurement(s, "verdict_to", None, "party", 1, params=params, text=run.scheme.verdict_to,
+                    label="declared"),
+    ]
+
+
+def integrity_measurements(run: SchemeRun, params: dict) -> list[Measurement]:
+    sent = [o for o in run.outcomes if o.sent]
+    ok = sum(bool(o.delivered_ok) for o in sent)
+    return [_rate(run.name, "delivered_bit_exact", ok, len(sent), params)]
+
+
+def measure(run: SchemeRun, data: RunData, extra: Sequence[MeasureFn] = ()) -> list[Measurement]:
+    """Every measurement of one scheme's run: this stage's own, then each of ``extra`` in order."""
+    params = run.scheme.describe_params() | {"corpus": data.config.corpus, "profile": data.config.profile}
+    if run.sampled:
+        params |= {"messages_sampled": run.sampled[0], "messages_total": run.sampled[1]}
+    acc = accuracy_measurements(run, params)
+    if run.sampled:  # the sample is half known: its precision is not the workload's
+        for m in acc:
+            if m.metric == "precision" and m.value is not None:
+                m.text = (f"at the sample's base rate {m.params.get('base_rate')} (half known by design), "
+                          "not the workload's: not comparable with unsampled schemes")
+    out = (acc + cost_measurements(run, params)
+           + leakage_measurements(run, data, params) + integrity_measurements(run, params))
+    for fn in extra:
+        out.extend(fn(run, data))
+    if run.scheme.modelled:  # the scheme's trust assumption is not something this machine can measure
+        for m in out:        # declared metadata (verdict_to, ...) stays declared: it is no model output
+            if m.label == "measured":
+                m.label = "modelled"
+    return out

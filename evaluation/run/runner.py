@@ -1,0 +1,285 @@
+"""The side-by-side runner: the same corpus, list and traffic through every scheme.
+
+workload -> sender devices (hash, scheme's device role, encrypt) -> relay (scheme's
+provider role) -> recipient devices (decrypt, check bit for bit) -> outcomes. Everything a
+party computes is timed on that party's clock; everything that crosses is on the channel.
+"""
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from PIL import Image
+
+from e2eebench.clientside.device import Messenger, encode_png
+from e2eebench.clientside.hashing import Hasher, get_hasher
+from e2eebench.protocols.channel import (DEVICE, PROVIDER, RECIPIENT, SECOND_SERVER, THIRD_PARTY,
+                                         Channel, Ledger, MessageContext, PartyClock)
+from e2eebench.protocols.errors import ConfigError, ProtocolError
+from e2eebench.protocols.framework import Scheme
+from e2eebench.protocols.messaging import Identity
+from e2eebench.protocols.registry import scheme_class
+from e2eebench.server.database import KnownHashDatabase
+from e2eebench.server.relay import Relay
+from e2eebench.evaluation.data.workload import Message, Workload, WorkloadConfig, generate_workload
+
+SERVER_PARTIES = (PROVIDER, THIRD_PARTY, SECOND_SERVER)
+
+ThresholdSource = Callable[[Hasher, int], int]
+"""Resolves a data-derived threshold ("calibrated") for a hasher and seed. The runner is handed
+one (the API hands the accuracy stage's calibration) so that running never imports a
+measurement stage."""
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run; stored with its results."""
+
+    corpus: str = "dead-leaves"
+    image_size: int = 256
+    hasher: str = "pdq"
+    n_known: int = 40
+    n_benign: int = 120
+    seed: int = 0
+    threshold: str = "default"          # "default", "calibrated" or an integer as text
+    schemes: list[str] = field(default_factory=list)
+    scheme_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    profile: str = "quick"
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+        return asdict(self)
+
+
+@dataclass
+class RunData:
+    """The shared work: items, the known list, the traffic and the rendered images."""
+
+    config: RunConfig
+    hasher: Hasher
+    known: list
+    benign: list
+    db: KnownHashDatabase
+    workload: Workload
+    images: dict[str, Image.Image]       # message id -> the image as sent
+    png: dict[str, bytes]                # message id -> its encoded bytes
+    threshold: int | None = None          # resolved before the run (see resolve_threshold)
+    _hashes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def image_hash(self, message_id: str) -> np.ndarray:
+        """The run hasher's hash of an image as sent, computed once per run (for measurements)."""
+        if message_id not in self._hashes:
+            self._hashes[message_id] = self.hasher.hash(self.images[message_id])
+        return self._hashes[message_id]
+
+
+@dataclass
+class Outcome:
+    message_id: str
+    account: str
+    has_image: bool
+    known: bool
+    transform: str
+    sent: bool
+    delivered_ok: bool | None
+    verdicts: dict[str, bool]
+    detected: bool
+    device_s: float
+    server_s: float
+    bytes_up: int
+    bytes_down: int
+    rounds: int
+    detection_bytes_up: int = 0     # what detection adds on the uplink: payload + extra transfers
+    detection_bytes_down: int = 0   # what reaches the sending device because of detection
+
+
+@dataclass
+class SchemeRun:
+    scheme: Scheme
+    outcomes: list[Outcome]
+    ledger: Ledger
+    channel: Channel
+    setup_s: float
+    bundle_bytes: int
+    list_size: int
+    sampled: tuple[int, int] | None = None   # (image messages run, image messages in the workload)
+    device_extra_bytes: int = 0              # kept on a device beyond the bundle (own keys)
+
+    @property
+    def name(self) -> str:
+        return self.scheme.name
+
+
+def _seed_of(*parts: Any) -> int:
+    return zlib.crc32("|".join(map(str, parts)).encode())
+
+
+def prepare(config: RunConfig, progress: Callable[[str, int, int], None] | None = None,
+            threshold_source: ThresholdSource | None = None) -> RunData:
+    """Build corpus, known list, workload and the images every scheme will see, and resolve the
+    matching threshold (``threshold_source`` answers "calibrated")."""
+    from e2eebench.evaluation.data.corpora import get_corpus, split_known_benign
+    from e2eebench.evaluation.data.transforms import parse_transform
+
+    hasher = get_hasher(config.hasher)
+    corpus = get_corpus(config.corpus, seed=config.seed, size=config.image_size)
+    need = config.n_known + config.n_benign
+    items = corpus.items(None if getattr(corpus, "finite", False) else need)
+    known, benign = split_known_benign(items, config.n_known, config.n_benign, config.seed)
+    db = KnownHashDatabase.from_images(known, [hasher])
+    wl = generate_workload([k.id for k in known], [b.id for b in benign], config.workload, config.seed)
+    by_id = {it.id: it for it in known + benign}
+    transforms: dict[str, Any] = {}
+    images, png = {}, {}
+    im_msgs = wl.image_messages
+    for i, m in enumerate(im_msgs):
+        t = transforms.get(m.transform) or transforms.setdefault(m.transform, parse_transform(m.transform))
+        img = t.apply(by_id[m.item_id].image, seed=_seed_of(config.seed, m.id))
+        images[m.id] = img
+        png[m.id] = encode_png(img)
+        if progress:
+            progress("render", i + 1, len(im_msgs))
+    threshold = resolve_threshold(config.threshold, hasher, config.seed, threshold_source)
+    return RunData(config, hasher, known, benign, db, wl, images, png, threshold=threshold)
+
+
+def resolve_threshold(t: str, hasher: Hasher, seed: int, source: ThresholdSource | None = None) -> int:
+    """A config's threshold as a number: the hasher's default, an integer, or what ``source``
+    derives ("calibrated"), which must be handed in."""
+    if t == "default":
+        return hasher.default_threshold
+    if t == "calibrated":
+        if source is None:
+            raise ConfigError("threshold 'calibrated' needs a calibration: run through "
+                              "e2eebench.evaluation.api.run, or pass threshold_source to prepare()")
+        return source(hasher, seed)
+    try:
+        return int(t)
+    except ValueError:
+        raise ConfigError(f"threshold must be 'default', 'calibrated' or an integer, got {t!r}") from None
+
+
+def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], None] | None = None,
+               params: dict[str, Any] | None = None) -> SchemeRun:
+    cfg = data.config
+    threshold = data.threshold if data.threshold is not None else \
+        resolve_threshold(cfg.threshold, data.hasher, cfg.seed)
+    scheme = scheme_class(name)(data.hasher, threshold, **(params or cfg.scheme_params.get(name, {})))
+    ledger = Ledger()
+    channel = Channel(ledger)
+    clock = PartyClock()
+    rng = np.random.default_rng([cfg.seed, _seed_of(name)])
+    wl = data.workload
+    idents = {a.id: Identity.generate(a.id, rng.bytes) for a in wl.accounts}
+    prov = Identity.generate(PROVIDER, rng.bytes)
+    directory = {k: v.public for k, v in idents.items()} | {PROVIDER: prov.public}
+
+    def context(message_id: str, account: str, seed_key: str) -> MessageContext:
+        """A context on this scheme's channel and clocks, seeded by (run seed, scheme, key)."""
+        return MessageContext(message_id, account, channel, clock,
+                              np.random.default_rng([cfg.seed, _seed_of(name, seed_key)]))
+
+    setup_ctx = context("setup", PROVIDER, "setup")
+    with channel.exchange("setup"):
+        with clock.role(PROVIDER):
+            pstate, bundle = scheme.provider_setup(data.db, setup_ctx)
+    setup_s = sum(clock.totals.get(p, 0.0) for p in SERVER_PARTIES)
+    devices: dict[str, Messenger] = {}
+    for a in wl.accounts:
+        ctx = context(f"bundle:{a.id}", a.id, a.id)
+        with channel.exchange(ctx.message_id):
+            received = channel.send(PROVIDER, DEVICE, "bundle", bundle)
+            with clock.role(DEVICE):
+                dstate = scheme.device_load(received, a.id, ctx)
+        devices[a.id] = Messenger(idents[a.id], directory, scheme, dstate)
+    relay = Relay(scheme, pstate, prov, directory)
+
+    scheme.connect(channel, pstate, lambda account: devices[account].state)
+
+    messages = wl.messages
+    sampled = None
+    if cfg.profile in ("quick", "conformance") and scheme.quick_sample and len(wl.image_messages) > scheme.quick_sample:
+        messages = sample_messages(wl, scheme.quick_sample, cfg.seed)
+        sampled = (len(messages), len(wl.image_messages))
+    raw: list[tuple] = []
+    for i, m in enumerate(messages):
+        ctx = context(m.id, m.sender, m.id)
+        before = clock.snapshot()
+        ok: bool | None = None
+        with channel.exchange(m.id):
+            sent = devices[m.sender].send(m.recipient, ctx, text=m.text, image=data.images.get(m.id),
+                                          image_bytes=data.png.get(m.id))
+            if sent.envelope is not None:
+                delivered = relay.handle(sent.envelope, ctx)
+                with clock.role(RECIPIENT):
+                    sender, body = devices[m.recipient].receive(delivered)
+                ok = body == sent.body and sender in (m.sender, PROVIDER)
+                if not ok:
+                    raise ProtocolError(f"{name}: message {m.id} did not arrive bit-exact")
+        # the envelope without the detection payload: what the message costs with no detection
+        plain_env = len(sent.envelope or b"") - (len(sent.prepared.payload) if sent.envelope and sent.prepared else 0)
+        raw.append((m, sent.envelope is not None, ok, before, clock.snapshot(), channel.for_message(m.id), plain_env))
+        if progress:
+            progress(name, i + 1, len(messages))
+
+    fin = context("finalize", PROVIDER, "fin")
+    with channel.exchange("finalize"):
+        with clock.role(PROVIDER):
+            scheme.provider_finalize(pstate, fin)
+
+    verdicts: dict[str, dict[str, bool]] = {}
+    for x in ledger.learned:
+        if x.kind == "verdict" and x.message_id:
+            verdicts.setdefault(x.message_id, {})[x.party] = bool(x.value) or verdicts.get(x.message_id, {}).get(x.party, False)
+    outcomes = []
+    det_party = scheme.detector
+    for m, was_sent, ok, before, after, transfers, plain_env in raw:
+        v = verdicts.get(m.id, {})
+        dev = after.get(DEVICE, 0) - before.get(DEVICE, 0)
+        srv = sum(after.get(p, 0) - before.get(p, 0) for p in SERVER_PARTIES)
+        up = sum(t.size for t in transfers if t.sender == DEVICE)
+        down = sum(t.size for t in transfers if t.receiver in (DEVICE, RECIPIENT))
+        flights = {t.flight for t in transfers if t.receiver != RECIPIENT}
+        det_down = sum(t.size for t in transfers if t.receiver == DEVICE)
+        outcomes.append(Outcome(m.id, m.sender, m.has_image, m.known, m.transform, was_sent, ok, v,
+                                bool(v.get(det_party, False)), dev, srv, up, down, len(flights),
+                                up - plain_env, det_down))
+    extra = max((scheme.device_storage(d.state) for d in devices.values()), default=0)
+    run = SchemeRun(scheme, outcomes, ledger, channel, setup_s, len(bundle), len(data.db))
+    run.sampled = sampled
+    run.device_extra_bytes = extra
+    return run
+
+
+def sample_messages(wl: Workload, k: int, seed: int) -> list[Message]:
+    """A seeded sample of k image messages, half known (as far as there are), in traffic order."""
+    rng = np.random.default_rng([seed, 0x5A3])
+    known = [m for m in wl.image_messages if m.known]
+    benign = [m for m in wl.image_messages if not m.known]
+    nk = min(len(known), k // 2)
+    nb = min(len(benign), k - nk)
+    pick = {m.id for m in rng.permutation(np.array(known, dtype=object))[:nk]}
+    pick |= {m.id for m in rng.permutation(np.array(benign, dtype=object))[:nb]}
+    return [m for m in wl.messages if m.id in pick]
+
+
+def run_comparison(config: RunConfig, progress: Callable[[str, int, int], None] | None = None,
+                   data: RunData | None = None,
+                   threshold_source: ThresholdSource | None = None) -> tuple[RunData, list[SchemeRun]]:
+    if not config.schemes:
+        raise ConfigError("no schemes selected")
+    for n in config.schemes:
+        scheme_class(n)
+    data = data or prepare(config, progress, threshold_source)
+    return data, [run_scheme(n, data, progress) for n in config.schemes]
+
+
+def digest_of_view(ledger: Ledger, party: str) -> str:
+    h = hashlib.sha256()
+    for b in ledger.received_bytes(party):
+        h.update(b)
+    return h.hexdigest()
