@@ -79,7 +79,7 @@ def run(config: RunConfig, db: str = "e2eebench.duckdb",
         for n in config.schemes:
             scheme_class(n)
         data = prepare(config, progress, threshold_source=calibrated_threshold)
-        runs, ms = run_schemes(data, config.schemes, scheduler, progress, MEASUREMENTS)
+        runs, ms = run_schemes(data, config.schemes, MEASUREMENTS, scheduler, progress)
     with ResultStore(db) as store:
         run_id = store.write_run(ms, command=command, config=config.to_dict(), seed=config.seed)
         df = store.measurements(run_id)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from e2eebench.evaluation.api import MEASUREMENTS
 from e2eebench.evaluation.run.metrics import canary_scan, leakage_measurements
 from e2eebench.evaluation.run.runner import RunConfig, prepare, run_scheme
 from e2eebench.evaluation.data.workload import WorkloadConfig
@@ -42,7 +43,7 @@ def test_modelled_scheme_keeps_declared_labels(small_data):
     from e2eebench.evaluation.run.metrics import measure
     run = run_scheme("enclave", small_data)
     assert run.scheme.modelled
-    ms = measure(run, small_data)
+    ms = measure(run, small_data, MEASUREMENTS)
     labels = {m.metric: m.label for m in ms}
     assert labels["verdict_to"] == "declared"
     assert labels["recall"] == "modelled" and labels["bytes_up"] == "modelled"
@@ -65,7 +66,7 @@ def test_sampled_precision_says_its_base_rate_is_the_samples(small_data, monkeyp
     from e2eebench.evaluation.run.metrics import measure
     monkeypatch.setattr(scheme_class("server-side"), "quick_sample", 6)
     run = run_scheme("server-side", small_data)
-    prec = [m for m in measure(run, small_data) if m.metric == "precision"][0]
+    prec = [m for m in measure(run, small_data, ()) if m.metric == "precision"][0]
     im = [o for o in run.outcomes if o.has_image]
     assert prec.params["base_rate"] == round(sum(o.known for o in im) / len(im), 4)
     assert prec.value is not None and "sample's base rate" in prec.text

@@ -112,3 +112,20 @@ def test_terminal_view_shows_every_scheme_and_both_groups(quick_db, capsys):
     assert out.index("server-side") < out.index("psi-ad") < out.index("on-device-list")
     rec = overall(df, "psi-ad", "recall")
     assert f"n={int(rec['n'])}" in out and f"{rec['value']:.3g}" in out
+
+
+def test_calibrated_threshold_is_handed_to_the_runner():
+    """The runner resolves 'calibrated' only through the source it is handed (no import of the
+    accuracy stage): with a source it uses that source's answer, without one it refuses."""
+    from e2eebench.evaluation.api import quick_config
+    from e2eebench.evaluation.data.workload import WorkloadConfig
+    from e2eebench.evaluation.run.runner import prepare, run_scheme
+    from e2eebench.protocols.errors import ConfigError
+    cfg = quick_config(schemes=["server-side"], n_known=4, n_benign=6, image_size=64, threshold="calibrated",
+                       workload=WorkloadConfig(n_accounts=4, days=2))
+    asked = []
+    data = prepare(cfg, threshold_source=lambda hasher, seed: asked.append((hasher.name, seed)) or 17)
+    assert asked == [("pdq", cfg.seed)] and data.threshold == 17
+    assert run_scheme("server-side", data).scheme.threshold == 17
+    with pytest.raises(ConfigError, match="calibrat"):
+        prepare(cfg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from e2eebench.evaluation.run.runner import RunConfig, prepare
+from e2eebench.evaluation.api import MEASUREMENTS
 from e2eebench.evaluation.run.scheduling import run_schemes
 from e2eebench.evaluation.data.workload import WorkloadConfig
 from e2eebench.protocols.errors import InputError
@@ -25,10 +26,11 @@ def _untimed(ms):
 def test_cluster_equals_in_process(data):
     distributed = pytest.importorskip("distributed")
     names = ["server-side", "psi-ad"]
-    _, local = run_schemes(data, names)
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+    _, local = run_schemes(data, names, MEASUREMENTS)
+    # a worker process: the shared work and the measurement functions are pickled, as on a cluster
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
-        runs, remote = run_schemes(data, names, scheduler=cluster.scheduler_address)
+        runs, remote = run_schemes(data, names, MEASUREMENTS, scheduler=cluster.scheduler_address)
     assert runs == []
     assert _untimed(remote) == _untimed(local)
 
@@ -36,4 +38,4 @@ def test_cluster_equals_in_process(data):
 def test_unreachable_scheduler_is_a_clear_error(data):
     pytest.importorskip("distributed")
     with pytest.raises(InputError):
-        run_schemes(data, ["server-side"], scheduler="tcp://127.0.0.1:9")
+        run_schemes(data, ["server-side"], MEASUREMENTS, scheduler="tcp://127.0.0.1:9")

@@ -39,7 +39,7 @@ def _ints(name: str, text: str) -> list[int]:
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    from e2eebench.evaluation.cli.app import FormatOpt, SeedOpt, check_format, echo, progress_bar
+    from e2eebench.evaluation.cli.options import FormatOpt, SeedOpt, check_format, echo, progress_bar
 
     acc = typer.Typer(no_args_is_help=False, invoke_without_command=True,
                       help="Robustness benchmark of the hashers (Thorn's method) and the account-level model.")

@@ -6,11 +6,9 @@ no half-written results.
 """
 from __future__ import annotations
 
-import importlib
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import List, Optional
 
 import typer
 
@@ -20,47 +18,14 @@ except ImportError:  # pragma: no cover - older Typer on upstream Click
     from click import exceptions as click_exc
 
 from e2eebench.protocols.errors import ConfigError, E2EEBenchError, InputError
+from e2eebench.evaluation.cli import (accuracy as _accuracy, attack as _attack, device as _device,
+                                      he as _he, psi as _psi, report as _report)
+from e2eebench.evaluation.cli.options import FormatOpt, SeedOpt, check_format, echo, progress_bar
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Test bed for detecting known images in end-to-end encrypted messaging.")
 bench_app = typer.Typer(no_args_is_help=True, help="Cost sweeps (index, psi, he, ...).")
 app.add_typer(bench_app, name="bench")
-
-# the command groups in this package: each module defines register(app, bench_app)
-CLI_MODULES: list[str] = ["report", "psi", "accuracy", "device", "attack", "he"]
-
-FormatOpt = typer.Option("table", "--format", "-f", help="table, json, md or csv")
-SeedOpt = typer.Option(0, "--seed", help="seed for every random choice (deterministic runs)")
-
-
-def check_format(fmt: str, allowed: tuple[str, ...] = ("table", "json", "md", "csv")) -> str:
-    if fmt not in allowed:
-        raise ConfigError(f"unknown format {fmt!r} (choose from {', '.join(allowed)})")
-    return fmt
-
-
-def echo(text: str | None) -> None:
-    if text is not None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-
-
-@contextmanager
-def progress_bar(enabled: bool = True) -> Iterator:
-    """A Rich progress bar on stderr; yields a callback ``(task, done, total)``."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    console = Console(stderr=True)
-    if not enabled or not console.is_terminal:
-        yield lambda *a: None
-        return
-    tasks: dict[str, int] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console, transient=True) as prog:
-        def cb(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = prog.add_task(name, total=total)
-            prog.update(tasks[name], completed=done, total=total)
-        yield cb
 
 
 @app.command("list")
@@ -209,8 +174,9 @@ def bench_index_cmd(size: int = typer.Option(100_000, "--size", min=1),
     echo(render(pd.DataFrame([r]), fmt, title="bench index", records=r))
 
 
-for _m in CLI_MODULES:
-    importlib.import_module(f"e2eebench.evaluation.cli.{_m}").register(app, bench_app)
+# the command groups in this package, in help order: each module defines register(app, bench_app)
+for _group in (_report, _psi, _accuracy, _device, _attack, _he):
+    _group.register(app, bench_app)
 
 
 def main(argv: list[str] | None = None) -> int:

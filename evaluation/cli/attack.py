@@ -11,7 +11,7 @@ from typing import Optional
 
 import typer
 
-from e2eebench.evaluation.cli.app import FormatOpt, SeedOpt, check_format, echo, progress_bar
+from e2eebench.evaluation.cli.options import FormatOpt, SeedOpt, check_format, echo, progress_bar
 from e2eebench.protocols.errors import ConfigError
 
 attack_app = typer.Typer(no_args_is_help=True, help="Attacks: evasion, collision, oracle, dishonest-client, profile.")

@@ -26,7 +26,7 @@ def parse_sizes(text: str) -> list[int]:
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    from e2eebench.evaluation.cli.app import FormatOpt, SeedOpt, check_format, echo, progress_bar
+    from e2eebench.evaluation.cli.options import FormatOpt, SeedOpt, check_format, echo, progress_bar
 
     @bench_app.command("bundle")
     def bench_bundle_cmd(
@@ -73,7 +73,7 @@ def parse_configs(text: str) -> list[tuple[int, int]]:
 
 
 def register_lsh(bench_app: typer.Typer) -> None:
-    from e2eebench.evaluation.cli.app import FormatOpt, SeedOpt, check_format, echo
+    from e2eebench.evaluation.cli.options import FormatOpt, SeedOpt, check_format, echo
 
     @bench_app.command("lsh-bloom")
     def bench_lsh_cmd(sizes: str = typer.Option("40,1000,10000", "--sizes", help="list sizes (40 real + synthetic)"),

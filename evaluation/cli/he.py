@@ -49,7 +49,7 @@ def to_measurements(rows: list[dict]) -> list:
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    from e2eebench.evaluation.cli.app import FormatOpt, SeedOpt, check_format, echo, progress_bar
+    from e2eebench.evaluation.cli.options import FormatOpt, SeedOpt, check_format, echo, progress_bar
 
     @bench_app.command("he")
     def bench_he_cmd(sizes: str = typer.Option("100,1000,10000,100000", "--sizes",

@@ -5,7 +5,7 @@ import typer
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    from e2eebench.evaluation.cli.app import FormatOpt, SeedOpt, check_format, echo
+    from e2eebench.evaluation.cli.options import FormatOpt, SeedOpt, check_format, echo
 
     @bench_app.command("psi")
     def bench_psi_cmd(size: int = typer.Option(2000, "--size", help="list size (synthetic hashes)"),

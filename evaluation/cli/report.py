@@ -16,7 +16,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                    rubric: Optional[Path] = typer.Option(None, "--rubric", help="rubric TOML (default: the built-in one)"),
                    schemes: Optional[str] = typer.Option(None, "--schemes", help="comma-separated schemes (with --quick)")) -> None:
         """Write the assessment tables (md, csv, json, tex, xlsx, html), PNG figures and summary.md."""
-        from e2eebench.evaluation.cli.app import echo, progress_bar
+        from e2eebench.evaluation.cli.options import echo, progress_bar
         from e2eebench.evaluation.assess.report import make_report
         names = None
         if schemes:

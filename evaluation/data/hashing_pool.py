@@ -120,7 +120,8 @@ def hash_sources(refs: Sequence[SourceRef], transforms: Sequence[str], hashers: 
     chunks = [(refs[i:i + chunk], list(transforms), list(hashers), seed) for i in range(0, len(refs), chunk)]
     results = []
     done = 0
-    if workers == 1 or len(chunks) <= 1:
+    # a daemonic process (a Dask worker, a pool's child) may not start children: hash in-process
+    if workers == 1 or len(chunks) <= 1 or multiprocessing.current_process().daemon:
         it = map(_hash_chunk, chunks)
         for r, c in zip(it, chunks):
             results.append(r)

@@ -145,8 +145,9 @@ def integrity_measurements(run: SchemeRun, params: dict) -> list[Measurement]:
     return [_rate(run.name, "delivered_bit_exact", ok, len(sent), params)]
 
 
-def measure(run: SchemeRun, data: RunData, extra: Sequence[MeasureFn] = ()) -> list[Measurement]:
-    """Every measurement of one scheme's run: this stage's own, then each of ``extra`` in order."""
+def measure(run: SchemeRun, data: RunData, extra: Sequence[MeasureFn]) -> list[Measurement]:
+    """Every measurement of one scheme's run: this stage's own, then each of ``extra`` in order
+    (``api.MEASUREMENTS`` for a full run; an explicit ``()`` measures this stage's metrics only)."""
     params = run.scheme.describe_params() | {"corpus": data.config.corpus, "profile": data.config.profile}
     if run.sampled:
         params |= {"messages_sampled": run.sampled[0], "messages_total": run.sampled[1]}

@@ -17,7 +17,7 @@ from e2eebench.evaluation.run.store import Measurement
 Progress = Callable[[str, int, int], None]
 
 
-def run_and_measure(name: str, data: RunData, extra: Sequence[MeasureFn] = ()) -> list[Measurement]:
+def run_and_measure(name: str, data: RunData, extra: Sequence[MeasureFn]) -> list[Measurement]:
     """One scheme over the shared work, measured (the unit of work a cluster task runs)."""
     return measure(run_scheme(name, data), data, extra)
 
@@ -35,9 +35,8 @@ def _client(scheduler: str):
         raise InputError(f"cannot reach the Dask scheduler at {scheduler!r}: {e.__class__.__name__}") from None
 
 
-def run_schemes(data: RunData, names: list[str], scheduler: str | None = None,
-                progress: Progress | None = None,
-                extra: Sequence[MeasureFn] = ()) -> tuple[list[SchemeRun], list[Measurement]]:
+def run_schemes(data: RunData, names: list[str], extra: Sequence[MeasureFn], scheduler: str | None = None,
+                progress: Progress | None = None) -> tuple[list[SchemeRun], list[Measurement]]:
     """Run and measure every scheme (``extra``: the measurement stages' functions, as for
     :func:`measure`); with a scheduler the SchemeRun objects stay on the workers."""
     if scheduler is None:
