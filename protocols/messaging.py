@@ -323,6 +323,15 @@ class Delivered:
     stamp: bytes = b""
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """What the provider delivers to a recipient: the envelope, and the stamp a scheme put on it at
+    relay time (a franking tag; empty for most schemes), sent as its own transfer."""
+
+    envelope: bytes
+    stamp: bytes = b""
+
+
 class Session:
     """One party's end of a two-party session: X3DH, then the Double Ratchet."""
 

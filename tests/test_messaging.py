@@ -207,7 +207,7 @@ def _chain_keys(ck: bytes, n: int) -> list[bytes]:
 
 
 def attacker_message_keys(privates: list[KeyPair], roots: list[bytes], chains: list[bytes],
-                          skipped: list[bytes], publics: list[bytes], depth: int = 8) -> set[bytes]:
+                          skipped: list[bytes], publics: list[bytes], depth: int = 4) -> set[bytes]:
     """Every message key an attacker can derive from what it holds: each chain key walked
     forward, every skipped key, and every chain that one root-KDF step gives from a root key it
     holds and a DH of a private key it holds with a public key it saw."""
