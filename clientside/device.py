@@ -1,19 +1,30 @@
-"""The messenger app on a user's device: compose, run the scheme's device role, encrypt, send.
+"""The messenger app on a user's device: compose, run the scheme's device role, encrypt, send;
+and, on the receiving side, decrypt and run the scheme's recipient role.
 
-The app does not know which images are known; it only runs the scheme it was given
-over the images its user sends, and attaches what the scheme returns to the envelope.
+The app does not know which images are known; it only runs the scheme it was given over the
+images its user sends, and attaches what the scheme returns to the envelope. Sessions start
+from prekey bundles fetched from the provider's directory over the channel (in their own
+exchange, ``session:<message id>``, so they are counted but not charged to detection).
 """
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from PIL import Image
 
-from e2eebench.protocols.channel import DEVICE, PROVIDER, MessageContext
+from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
 from e2eebench.protocols.framework import Prepared, Scheme
-from e2eebench.protocols.messaging import MODE_TRANSPORT, Identity, Mailbox, MessageBody
+from e2eebench.protocols.messaging import MODE_TRANSPORT, Delivered, Delivery, Identity, Mailbox, MessageBody
+
+
+class PrekeyDirectory(Protocol):
+    """The provider's prekey directory as a device reaches it (server.relay.PrekeyStore)."""
+
+    def publish(self, data: bytes) -> str: ...
+
+    def serve(self, name: str) -> bytes: ...
 
 
 def encode_png(image: Image.Image) -> bytes:
@@ -28,21 +39,40 @@ class Sent:
     envelope: bytes | None
     body: bytes
     prepared: Prepared | None
+    payload: bytes = b""
 
 
 class Messenger:
     """One account's app: its identity, sessions, the scheme's device state."""
 
-    def __init__(self, identity: Identity, directory: dict[str, bytes], scheme: Scheme,
-                 scheme_state: Any, provider_name: str = PROVIDER):
+    def __init__(self, identity: Identity, prekeys: PrekeyDirectory, scheme: Scheme, scheme_state: Any,
+                 provider_name: str = PROVIDER):
         self.identity = identity
-        self.mailbox = Mailbox(identity, directory)
+        self.directory = prekeys
+        self._ctx: MessageContext | None = None
+        self.mailbox = Mailbox(identity, self._fetch_bundle)
         self.scheme, self.state = scheme, scheme_state
         self.provider_name = provider_name
 
     @property
     def account(self) -> str:
         return self.identity.name
+
+    def register(self, ctx: MessageContext) -> None:
+        """Publish this device's prekey bundle to the provider (counted on the channel)."""
+        data = ctx.send(DEVICE, PROVIDER, "prekeys:publish", self.identity.bundle())
+        with ctx.role(PROVIDER):
+            self.directory.publish(data)
+
+    def _fetch_bundle(self, peer: str) -> bytes:
+        ctx = self._ctx
+        if ctx is None:
+            raise RuntimeError("a session is started only while sending")
+        with ctx.channel.exchange(f"session:{ctx.message_id}"):
+            name = ctx.send(DEVICE, PROVIDER, "prekeys:request", peer.encode())
+            with ctx.role(PROVIDER):
+                bundle = self.directory.serve(name.decode())
+            return ctx.send(PROVIDER, DEVICE, "prekeys:bundle", bundle)
 
     def send(self, recipient: str, ctx: MessageContext, *, text: str = "",
              image: Image.Image | None = None, image_bytes: bytes | None = None) -> Sent:
@@ -56,18 +86,28 @@ class Messenger:
                 if image_bytes is None:
                     image_bytes = encode_png(image)
             body = MessageBody(text, image_bytes or b"").encode()
-            payload = prepared.payload if prepared else b""
-            if self.scheme.e2ee:
-                session = self.mailbox.session_to(recipient, random_bytes=ctx.random_bytes)
-                env = session.encrypt(body, payload)
-            else:
-                session = self.mailbox.session_to(self.provider_name, mode=MODE_TRANSPORT,
-                                                  random_bytes=ctx.random_bytes)
-                # transport mode: the recipient's name travels inside the body for the provider
-                env = session.encrypt(recipient.encode() + b"\x00" + body, payload)
+            payload, sealed = self.scheme.device_seal(self.state, body, prepared, ctx)
+            self._ctx = ctx
+            try:
+                if self.scheme.e2ee:
+                    session = self.mailbox.session_to(recipient, random_bytes=ctx.random_bytes)
+                    env = session.encrypt(body, payload, sealed)
+                else:
+                    session = self.mailbox.session_to(self.provider_name, mode=MODE_TRANSPORT,
+                                                      random_bytes=ctx.random_bytes)
+                    # transport mode: the recipient's name travels inside the body for the provider
+                    env = session.encrypt(recipient.encode() + b"\x00" + body, payload, sealed)
+            finally:
+                self._ctx = None
         ctx.send(DEVICE, PROVIDER, "envelope", env)
-        return Sent(env, body, prepared)
+        return Sent(env, body, prepared, payload)
 
-    def receive(self, data: bytes) -> tuple[str, bytes]:
-        sender, body, _ = self.mailbox.receive(data)
-        return sender, body
+    def receive(self, delivery: Delivery | bytes, ctx: MessageContext | None = None) -> tuple[str, bytes]:
+        """Open a delivered envelope; with a context, the scheme's recipient role runs on it."""
+        if isinstance(delivery, (bytes, bytearray)):
+            delivery = Delivery(bytes(delivery))
+        d: Delivered = self.mailbox.open(delivery.envelope, delivery.stamp)
+        if ctx is not None:
+            with ctx.role(RECIPIENT):
+                self.scheme.recipient_receive(self.state, d, ctx)
+        return d.sender, d.body

@@ -7,25 +7,15 @@ effectiveness and the worst case for privacy: the provider learns every image an
 """
 from __future__ import annotations
 
-import io
 from typing import Any
 
 from PIL import Image
 
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
 from e2eebench.protocols.errors import MalformedMessage
-from e2eebench.protocols.framework import Prepared, Scheme, register
+from e2eebench.protocols.framework import Prepared, Scheme, decode_image, register
 from e2eebench.server.database import KnownHashDatabase
 from e2eebench.server.index import closest_within, get_index
-
-
-def decode_image(data: bytes) -> Image.Image:
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return im.convert("RGB")
-    except (OSError, ValueError) as e:
-        raise MalformedMessage(f"image in message body does not decode ({e.__class__.__name__})") from None
 
 
 @register

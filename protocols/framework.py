@@ -23,6 +23,7 @@ leakage metrics read those records and also test them against the raw bytes.
 """
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -32,7 +33,7 @@ from PIL import Image
 
 from e2eebench.clientside.hashing import Hasher, hamming
 from e2eebench.protocols.channel import DEVICE, PARTIES, PROVIDER, MessageContext
-from e2eebench.protocols.errors import ConfigError
+from e2eebench.protocols.errors import ConfigError, MalformedMessage
 from e2eebench.server.database import KnownHashDatabase
 
 FAMILIES = ("baseline", "on-device", "hash-upload", "psi", "he", "mpc", "modelled")
@@ -44,6 +45,16 @@ EU_CATEGORIES = {
 }
 MATCHING = ("fuzzy", "exact", "approximate", "chunked")
 ACTIONS = ("report", "block", "warn")
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """A message body's image as the provider decodes it (baseline, or a reported message)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            return im.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise MalformedMessage(f"image in message body does not decode ({e.__class__.__name__})") from None
 
 
 @dataclass(frozen=True)
@@ -148,6 +159,28 @@ class Scheme(ABC):
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext,
                          body: Any | None = None) -> None:
         """Provider role for one message's detection payload."""
+
+    def device_seal(self, state: Any, body: bytes, prepared: Prepared | None,
+                    ctx: MessageContext) -> tuple[bytes, bytes]:
+        """Last device step for every message, once its body is encoded: (the detection payload
+        for the envelope, bytes sealed inside the end-to-end ciphertext for the recipient only).
+        Default: the prepared payload, nothing sealed. Franking commits to the body here."""
+        return (prepared.payload if prepared is not None else b""), b""
+
+    def provider_stamp(self, state: Any, envelope: Any, ctx: MessageContext) -> bytes:
+        """Bytes the provider attaches at relay time, delivered to the recipient beside the
+        envelope (a franking tag). ``envelope`` is the parsed envelope. Default: nothing."""
+        return b""
+
+    def recipient_receive(self, state: Any, delivered: Any, ctx: MessageContext) -> None:
+        """The recipient device's role once an envelope opens (``delivered`` is a
+        messaging.Delivered: sender, body, payload, sealed bytes, stamp). Default: nothing."""
+
+    def reference_verdict(self, db: KnownHashDatabase, image: Image.Image, ledger: Any, message_id: str) -> bool:
+        """The verdict the conformance suite expects for one sent image: the plaintext rule,
+        and for schemes whose detection waits on a person (a recipient's report) also that
+        person's recorded decision."""
+        return self.plaintext_verdict(db, image)
 
     def device_storage(self, state: Any) -> int:
         """Bytes a device keeps beyond the downloaded bundle (e.g. its own secret key)."""

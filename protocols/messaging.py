@@ -1,51 +1,200 @@
-"""Simulated Signal-like end-to-end encrypted messaging, with a slot for a scheme's payload.
+"""Simulated end-to-end encrypted messaging: X3DH session setup, the Double Ratchet, and a
+slot for a scheme's detection payload.
 
-Key agreement: the sender draws an ephemeral X25519 key ``E`` per session and combines
-``DH(E, R)`` and ``DH(S, R)`` (S, R: the static identity keys of sender and recipient)
-through HKDF-SHA256 into two chain keys, one per direction. Symmetric ratchet per
-direction (Signal's KDF_CK): ``mk_n = HMAC(ck_n, 0x01)``, ``ck_{n+1} = HMAC(ck_n, 0x02)``;
-each message key expands (HKDF) into an AES-256-GCM key and nonce, used once and then
-deleted, so a replay fails and out-of-order delivery works within ``MAX_SKIP`` messages.
+Sessions follow the Signal specifications: X3DH (Marlinspike & Perrin, 2016) and the Double
+Ratchet (Perrin & Marlinspike, 2016), over ``cryptography``'s X25519, Ed25519, HKDF-SHA256,
+HMAC-SHA256 and AES-256-GCM.
 
-Envelope, version 1 (all integers big-endian)::
+Why not the PyPI packages ``x3dh`` and ``doubleratchet`` (maintained for OMEMO): ``x3dh``
+draws identity, prekey and ephemeral keys from ``secrets`` inside the library and needs the
+XEdDSA C binding, so a run could not be reproduced from its seed; both packages are asyncio
+only (an event loop per message on the measured path), and ``doubleratchet``'s recommended
+AEAD is AES-CBC + HMAC with its own header model. The protocol below is short enough to
+read against the specifications, and the tests check its security properties directly.
+
+Keys. Each identity holds an X25519 identity key IK, an Ed25519 key that signs its prekeys
+(the X3DH specification signs with XEdDSA under IK itself; a separate signing key, bound to IK
+by the signature, plays the same role), a signed prekey SPK and one-time prekeys OPK. Its
+prekey bundle is published to the provider, which serves it with at most one OPK and deletes
+the OPK it served (see :class:`PrekeyBundle`). Every public key in a bundle or envelope is
+checked at load: a low-order X25519 key is a :class:`MalformedMessage`.
+
+X3DH (initiator A, responder B, ephemeral EK_A)::
+
+    DH1 = DH(IK_A, SPK_B)  DH2 = DH(EK_A, IK_B)  DH3 = DH(EK_A, SPK_B)  DH4 = DH(EK_A, OPK_B)
+    SK  = HKDF-SHA256(salt = 0^32, ikm = 0xFF^32 || DH1 || DH2 || DH3 [|| DH4],
+                      info = "e2eebench X3DH v2", 32 bytes)
+    AD  = IK_A || IK_B
+
+Double Ratchet: A starts with B's SPK as B's ratchet key; ``KDF_RK(rk, dh) = HKDF(salt=rk,
+ikm=dh, info="e2eebench ratchet v2", 64) -> (rk', ck)``; ``KDF_CK(ck) = (HMAC(ck, 0x01),
+HMAC(ck, 0x02))`` gives the message key and the next chain key; a message key expands
+(HKDF, info "e2eebench message key v2") into an AES-256-GCM key and nonce, used once and
+deleted. A receiver that sees a new ratchet key derives its receiving chain at once and
+deletes its old ratchet private key; its next ratchet key pair is drawn when it next sends
+(the specification draws it in the same step; drawing it later changes no derived value and
+needs no randomness on receipt). Skipped message keys are kept for at most ``MAX_SKIP``
+messages; a message whose key was used or dropped is a :class:`ReplayError`. State changes
+only once a message authenticates.
+
+Envelope, version 2 (all integers big-endian)::
 
     off  size  field
     0    4     magic  b"E2EB"
-    4    1     version = 1
+    4    1     version = 2
     5    1     mode: 1 = end-to-end (recipient's key), 2 = transport (provider can read)
-    6    1     suite: 1 = X25519 / HKDF-SHA256 / AES-256-GCM
-    7    1     S = length of sender id
-    8    S     sender id (UTF-8)
+    6    1     suite: 2 = X3DH(X25519, Ed25519) / Double Ratchet(HKDF-SHA256, HMAC-SHA256) / AES-256-GCM
+    7    1     kind: 0 = ratchet message, 1 = prekey message (carries the X3DH header)
+    8    1     S = length of sender id
+    9    S     sender id (UTF-8)
     .    1     R = length of recipient id
     .    R     recipient id (UTF-8)
-    .    32    sender's session (ephemeral) X25519 public key
-    .    4     message counter n
+    -- kind 1 only (sent until the initiator hears back): --
+    .    32    IK_A, the sender's X25519 identity key
+    .    32    EK_A, the sender's X3DH ephemeral key
+    .    4     id of the signed prekey used
+    .    4     id of the one-time prekey used (0xFFFFFFFF = none)
+    -- always: --
+    .    32    the sender's current ratchet public key
+    .    4     PN, length of the sender's previous sending chain
+    .    4     N, message number in the current sending chain
     .    4     P = detection payload length
     .    P     detection payload (the scheme's bytes, opaque here)
     .    4     C = ciphertext length
-    .    C     AES-256-GCM ciphertext of the body, tag included (16 bytes)
+    .    C     AES-256-GCM ciphertext, tag included (16 bytes), of
+                   2 bytes K || K bytes sealed for the recipient (scheme data) || message body
 
-The associated data of the AEAD is every byte before the ``C`` field: the header and the
-detection payload. A relay that strips, swaps or edits the payload, or any header byte,
-makes the recipient's decryption fail with :class:`AuthenticationFailed`.
+The AEAD's associated data is the X3DH ``AD`` (64 bytes, not sent) followed by every envelope
+byte before the ``C`` field: header and detection payload. A relay that strips, swaps or
+edits the payload or any header byte makes the recipient's decryption fail with
+:class:`AuthenticationFailed`. A ratchet message with an empty payload and an empty body
+is 4+1+1+1+1 + 1+S + 1+R + 32+4+4 + 4 + 4 + 16+2 = 76 + S + R bytes; a prekey message adds 72.
 """
 from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Callable, Mapping, Union
 
-from .crypto import (KEY_BYTES, NONCE_BYTES, TAG_BYTES, KeyPair, RandomBytes, aead_decrypt,
-                     aead_encrypt, hkdf, hmac_sha256)
-from .errors import MalformedMessage, ProtocolError, ReplayError
+from .crypto import (KEY_BYTES, NONCE_BYTES, TAG_BYTES, KeyPair, RandomBytes, SigningKey, aead_decrypt,
+                     aead_encrypt, checked_public, hkdf, hmac_sha256, verify_signature)
+from .errors import AuthenticationFailed, MalformedMessage, ProtocolError, ReplayError
 
 MAGIC = b"E2EB"
-VERSION = 1
+VERSION = 2
 MODE_E2EE = 1
 MODE_TRANSPORT = 2
-SUITE_X25519_AESGCM = 1
+SUITE_SIGNAL = 2
+KIND_RATCHET, KIND_PREKEY = 0, 1
+NO_OPK = 0xFFFFFFFF
 MAX_SKIP = 1000
 MAX_FIELD = 1 << 30
+DEFAULT_PREKEYS = 8
+PREKEY_HEADER_BYTES = 72
+
+
+# --- identities and prekey bundles ------------------------------------------------------------
+
+BUNDLE_MAGIC = b"E2PK"
+
+
+def _spk_message(name: str, ik: bytes, spk_id: int, spk: bytes) -> bytes:
+    return b"e2eebench signed prekey v2|" + name.encode() + b"|" + ik + struct.pack(">I", spk_id) + spk
+
+
+@dataclass(frozen=True)
+class PrekeyBundle:
+    """What a device publishes, and (with at most one one-time prekey) what the provider serves.
+
+    Bytes: ``b"E2PK" || 1 byte version (1) || 1 byte len || name || IK (32) || Ed25519 key (32)
+    || spk_id (4) || SPK (32) || signature over SPK (64) || count (2) || (opk_id (4) || OPK (32))*``.
+    Decoding checks the signature and rejects low-order keys, so a bundle that loads is usable.
+    """
+
+    name: str
+    ik: bytes
+    sig_key: bytes
+    spk_id: int
+    spk: bytes
+    spk_sig: bytes
+    opks: tuple[tuple[int, bytes], ...] = ()
+
+    def encode(self) -> bytes:
+        n = self.name.encode()
+        out = [BUNDLE_MAGIC, bytes([1, len(n)]), n, self.ik, self.sig_key, struct.pack(">I", self.spk_id),
+               self.spk, self.spk_sig, struct.pack(">H", len(self.opks))]
+        out += [struct.pack(">I", i) + k for i, k in self.opks]
+        return b"".join(out)
+
+    @classmethod
+    def decode(cls, data: bytes) -> "PrekeyBundle":
+        data = bytes(data)
+        try:
+            if data[:4] != BUNDLE_MAGIC or data[4] != 1:
+                raise MalformedMessage("not a version-1 prekey bundle")
+            nl = data[5]
+            name = data[6:6 + nl].decode()
+            off = 6 + nl
+            ik, sig_key = data[off:off + 32], data[off + 32:off + 64]
+            (spk_id,) = struct.unpack(">I", data[off + 64:off + 68])
+            spk, sig = data[off + 68:off + 100], data[off + 100:off + 164]
+            (count,) = struct.unpack(">H", data[off + 164:off + 166])
+            off += 166
+            if len(data) != off + 36 * count or len(name.encode()) != nl:
+                raise MalformedMessage("prekey bundle length does not match its count")
+            opks = tuple((struct.unpack(">I", data[off + 36 * i:off + 36 * i + 4])[0],
+                          checked_public(data[off + 36 * i + 4:off + 36 * i + 36], "one-time prekey"))
+                         for i in range(count))
+        except (IndexError, struct.error, UnicodeDecodeError):
+            raise MalformedMessage("truncated or garbled prekey bundle") from None
+        checked_public(ik, "identity key")
+        checked_public(spk, "signed prekey")
+        verify_signature(sig_key, sig, _spk_message(name, ik, spk_id, spk), "signed prekey signature")
+        return cls(name, ik, sig_key, spk_id, spk, sig, opks)
+
+
+@dataclass
+class Identity:
+    """A device (or the provider, for transport encryption): identity, signed and one-time prekeys."""
+
+    name: str
+    keypair: KeyPair
+    signing: SigningKey
+    spk_id: int
+    spk: KeyPair
+    spk_sig: bytes
+    opks: dict[int, KeyPair] = field(default_factory=dict)
+
+    @classmethod
+    def generate(cls, name: str, random_bytes: RandomBytes = os.urandom,
+                 n_prekeys: int = DEFAULT_PREKEYS) -> "Identity":
+        ik, sig, spk = KeyPair.generate(random_bytes), SigningKey.generate(random_bytes), KeyPair.generate(random_bytes)
+        signature = sig.sign(_spk_message(name, ik.public_bytes, 1, spk.public_bytes))
+        return cls(name, ik, sig, 1, spk, signature, {i: KeyPair.generate(random_bytes) for i in range(n_prekeys)})
+
+    @property
+    def public(self) -> bytes:
+        return self.keypair.public_bytes
+
+    def bundle(self) -> bytes:
+        """The bundle this identity publishes (every one-time prekey it holds)."""
+        return PrekeyBundle(self.name, self.public, self.signing.public_bytes, self.spk_id,
+                            self.spk.public_bytes, self.spk_sig,
+                            tuple((i, k.public_bytes) for i, k in sorted(self.opks.items()))).encode()
+
+
+# --- envelope -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PrekeyHeader:
+    ik: bytes
+    ek: bytes
+    spk_id: int
+    opk_id: int
+
+    def encode(self) -> bytes:
+        return self.ik + self.ek + struct.pack(">II", self.spk_id, self.opk_id)
 
 
 @dataclass(frozen=True)
@@ -53,7 +202,9 @@ class Envelope:
     mode: int
     sender: str
     recipient: str
-    session_key: bytes
+    prekey: PrekeyHeader | None
+    dh: bytes
+    pn: int
     counter: int
     payload: bytes
     ciphertext: bytes
@@ -64,14 +215,15 @@ class Envelope:
         return len(self.ad) + 4 + len(self.ciphertext)
 
 
-def _header(mode: int, sender: str, recipient: str, session_key: bytes, counter: int,
-            payload: bytes) -> bytes:
+def _header(mode: int, sender: str, recipient: str, prekey: PrekeyHeader | None, dh: bytes, pn: int,
+            n: int, payload: bytes) -> bytes:
     s, r = sender.encode(), recipient.encode()
     if len(s) > 255 or len(r) > 255:
         raise ValueError("party ids are at most 255 bytes")
-    return b"".join([MAGIC, bytes([VERSION, mode, SUITE_X25519_AESGCM, len(s)]), s,
-                     bytes([len(r)]), r, session_key, struct.pack(">II", counter, len(payload)),
-                     payload])
+    kind = KIND_PREKEY if prekey is not None else KIND_RATCHET
+    return b"".join([MAGIC, bytes([VERSION, mode, SUITE_SIGNAL, kind, len(s)]), s, bytes([len(r)]), r,
+                     prekey.encode() if prekey is not None else b"", dh,
+                     struct.pack(">III", pn, n, len(payload)), payload])
 
 
 def parse_envelope(data: bytes) -> Envelope:
@@ -80,22 +232,31 @@ def parse_envelope(data: bytes) -> Envelope:
     try:
         if data[:4] != MAGIC:
             raise MalformedMessage("not an e2eebench envelope (bad magic)")
-        version, mode, suite, slen = data[4], data[5], data[6], data[7]
+        version, mode, suite, kind, slen = data[4], data[5], data[6], data[7], data[8]
         if version != VERSION:
             raise MalformedMessage(f"unsupported envelope version {version}")
-        if mode not in (MODE_E2EE, MODE_TRANSPORT) or suite != SUITE_X25519_AESGCM:
-            raise MalformedMessage(f"unknown envelope mode {mode} or suite {suite}")
-        off = 8
+        if mode not in (MODE_E2EE, MODE_TRANSPORT) or suite != SUITE_SIGNAL or kind not in (KIND_RATCHET, KIND_PREKEY):
+            raise MalformedMessage(f"unknown envelope mode {mode}, suite {suite} or kind {kind}")
+        off = 9
         sender = data[off:off + slen].decode()
         off += slen
         rlen = data[off]
         off += 1
         recipient = data[off:off + rlen].decode()
         off += rlen
-        session_key = data[off:off + 32]
+        if len(sender.encode()) != slen or len(recipient.encode()) != rlen:
+            raise MalformedMessage("truncated envelope header")
+        prekey = None
+        if kind == KIND_PREKEY:
+            ik, ek = data[off:off + 32], data[off + 32:off + 64]
+            spk_id, opk_id = struct.unpack(">II", data[off + 64:off + 72])
+            prekey = PrekeyHeader(checked_public(ik, "sender identity key"), checked_public(ek, "X3DH ephemeral key"),
+                                  spk_id, opk_id)
+            off += PREKEY_HEADER_BYTES
+        dh = checked_public(data[off:off + 32], "ratchet key")
         off += 32
-        counter, plen = struct.unpack(">II", data[off:off + 8])
-        off += 8
+        pn, counter, plen = struct.unpack(">III", data[off:off + 12])
+        off += 12
         if plen > MAX_FIELD or off + plen + 4 > len(data):
             raise MalformedMessage("detection payload length runs past the envelope")
         payload = data[off:off + plen]
@@ -103,163 +264,242 @@ def parse_envelope(data: bytes) -> Envelope:
         ad_end = off
         (clen,) = struct.unpack(">I", data[off:off + 4])
         off += 4
-        if clen < TAG_BYTES or off + clen != len(data):
+        if clen < TAG_BYTES + 2 or off + clen != len(data):
             raise MalformedMessage("ciphertext length does not match the envelope size")
-        if len(session_key) != 32 or len(sender.encode()) != slen or len(recipient.encode()) != rlen:
-            raise MalformedMessage("truncated envelope header")
     except (IndexError, struct.error, UnicodeDecodeError):
         raise MalformedMessage("truncated or garbled envelope") from None
-    return Envelope(mode, sender, recipient, session_key, counter, payload, data[off:], data[:ad_end])
+    return Envelope(mode, sender, recipient, prekey, dh, pn, counter, payload, data[off:], data[:ad_end])
 
 
-def _message_key(ck: bytes) -> tuple[bytes, bytes]:
+# --- X3DH and the Double Ratchet -----------------------------------------------------------------
+
+def _x3dh_kdf(dhs: list[bytes]) -> bytes:
+    return hkdf(b"\xff" * 32 + b"".join(dhs), b"e2eebench X3DH v2", 32, salt=bytes(32))
+
+
+def _kdf_rk(rk: bytes, dh_out: bytes) -> tuple[bytes, bytes]:
+    okm = hkdf(dh_out, b"e2eebench ratchet v2", 64, salt=rk)
+    return okm[:32], okm[32:]
+
+
+def _kdf_ck(ck: bytes) -> tuple[bytes, bytes]:
     """Signal KDF_CK: returns (message key, next chain key)."""
     return hmac_sha256(ck, b"\x01"), hmac_sha256(ck, b"\x02")
 
 
 def _expand(mk: bytes) -> tuple[bytes, bytes]:
-    okm = hkdf(mk, b"e2eebench message key v1", KEY_BYTES + NONCE_BYTES)
+    okm = hkdf(mk, b"e2eebench message key v2", KEY_BYTES + NONCE_BYTES)
     return okm[:KEY_BYTES], okm[KEY_BYTES:]
 
 
 @dataclass
-class Identity:
-    """A device (or the provider, for transport encryption) with a static X25519 key."""
+class RatchetState:
+    """The Double Ratchet state of one party in one session (the specification's names)."""
 
-    name: str
-    keypair: KeyPair
+    rk: bytes
+    dhs: KeyPair | None  # own ratchet key pair; None: a fresh one is drawn at the next send
+    dhr: bytes | None
+    cks: bytes | None
+    ckr: bytes | None
+    ns: int = 0
+    nr: int = 0
+    pn: int = 0
+    skipped: dict[tuple[bytes, int], bytes] = field(default_factory=dict)
+    old_dhr: frozenset[bytes] = frozenset()
 
-    @classmethod
-    def generate(cls, name: str, random_bytes: RandomBytes = os.urandom) -> "Identity":
-        return cls(name, KeyPair.generate(random_bytes))
-
-    @property
-    def public(self) -> bytes:
-        return self.keypair.public_bytes
+    def copy(self) -> "RatchetState":
+        return replace(self, skipped=dict(self.skipped))
 
 
-@dataclass
-class _Chain:
-    key: bytes
-    n: int = 0
-    skipped: dict[int, bytes] = field(default_factory=dict)
-    used: set[int] = field(default_factory=set)
+@dataclass(frozen=True)
+class Delivered:
+    """What a recipient's app has once an envelope opens (and the provider's stamp, if any)."""
+
+    sender: str
+    body: bytes
+    payload: bytes
+    sealed: bytes
+    envelope: bytes
+    stamp: bytes = b""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the provider delivers to a recipient: the envelope, and the stamp a scheme put on it at
+    relay time (a franking tag; empty for most schemes), sent as its own transfer."""
+
+    envelope: bytes
+    stamp: bytes = b""
 
 
 class Session:
-    """One direction-pair session between two identities (ratchet per direction)."""
+    """One party's end of a two-party session: X3DH, then the Double Ratchet."""
 
-    def __init__(self, me: Identity, peer: str, peer_public: bytes, session_key: bytes,
-                 send_ck: bytes, recv_ck: bytes, mode: int):
-        self.me, self.peer, self.peer_public = me, peer, peer_public
-        self.session_key, self.mode = session_key, mode
-        self._send = _Chain(send_ck)
-        self._recv = _Chain(recv_ck)
-
-    @staticmethod
-    def _root(dh1: bytes, dh2: bytes, eph: bytes, s_pub: bytes, r_pub: bytes) -> tuple[bytes, bytes]:
-        okm = hkdf(dh1 + dh2, b"e2eebench session v1", 64, salt=eph + s_pub + r_pub)
-        return okm[:32], okm[32:]
+    def __init__(self, me: Identity, peer: str, peer_ik: bytes, ad: bytes, state: RatchetState, mode: int,
+                 prekey: PrekeyHeader | None, initiator_ek: bytes, random_bytes: RandomBytes | None):
+        self.me, self.peer, self.peer_ik, self.ad, self.mode = me, peer, peer_ik, ad, mode
+        self.state = state
+        self._pending_prekey = prekey  # the X3DH header rides on every message until the peer answers
+        self.initiator_ek = initiator_ek
+        self._random = random_bytes
 
     @classmethod
-    def initiate(cls, me: Identity, peer: str, peer_public: bytes, *, mode: int = MODE_E2EE,
+    def initiate(cls, me: Identity, bundle: PrekeyBundle, *, mode: int = MODE_E2EE,
                  random_bytes: RandomBytes = os.urandom) -> "Session":
-        eph = KeyPair.generate(random_bytes)
-        a_to_b, b_to_a = cls._root(eph.exchange(peer_public), me.keypair.exchange(peer_public),
-                                   eph.public_bytes, me.public, peer_public)
-        return cls(me, peer, peer_public, eph.public_bytes, a_to_b, b_to_a, mode)
+        ek = KeyPair.generate(random_bytes)
+        dhs = [me.keypair.exchange(bundle.spk), ek.exchange(bundle.ik), ek.exchange(bundle.spk)]
+        opk_id = NO_OPK
+        if bundle.opks:
+            opk_id, opk = bundle.opks[0]
+            dhs.append(ek.exchange(opk))
+        sk = _x3dh_kdf(dhs)
+        ratchet = KeyPair.generate(random_bytes)
+        rk, cks = _kdf_rk(sk, ratchet.exchange(bundle.spk))
+        state = RatchetState(rk, ratchet, bundle.spk, cks, None)
+        header = PrekeyHeader(me.public, ek.public_bytes, bundle.spk_id, opk_id)
+        return cls(me, bundle.name, bundle.ik, me.public + bundle.ik, state, mode, header, ek.public_bytes,
+                   random_bytes)
 
     @classmethod
-    def respond(cls, me: Identity, peer: str, peer_public: bytes, session_key: bytes,
-                mode: int = MODE_E2EE) -> "Session":
-        try:
-            dh1 = me.keypair.exchange(session_key)
-        except ValueError:
-            raise MalformedMessage("envelope carries an invalid session key") from None
-        a_to_b, b_to_a = cls._root(dh1, me.keypair.exchange(peer_public), session_key,
-                                   peer_public, me.public)
-        return cls(me, peer, peer_public, session_key, b_to_a, a_to_b, mode)
+    def respond(cls, me: Identity, env: Envelope) -> tuple["Session", int]:
+        """The responder's half of X3DH from a prekey message; returns the session and the one-time
+        prekey id to delete once the message authenticates."""
+        h = env.prekey
+        if h is None:
+            raise ProtocolError(f"no session with {env.sender!r} and the envelope is not a prekey message")
+        if h.spk_id != me.spk_id:
+            raise ProtocolError(f"signed prekey {h.spk_id} is not current")
+        dhs = [me.spk.exchange(h.ik), me.keypair.exchange(h.ek), me.spk.exchange(h.ek)]
+        if h.opk_id != NO_OPK:
+            opk = me.opks.get(h.opk_id)
+            if opk is None:
+                raise ReplayError(f"one-time prekey {h.opk_id} was already used or never existed")
+            dhs.append(opk.exchange(h.ek))
+        sk = _x3dh_kdf(dhs)
+        state = RatchetState(sk, me.spk, None, None, None)
+        return cls(me, env.sender, h.ik, h.ik + me.public, state, env.mode, None, h.ek, None), h.opk_id
 
-    def encrypt(self, body: bytes, payload: bytes = b"") -> bytes:
-        mk, self._send.key = _message_key(self._send.key)
-        n = self._send.n
-        self._send.n += 1
-        header = _header(self.mode, self.me.name, self.peer, self.session_key, n, payload)
+    # -- sending ---------------------------------------------------------------------------------
+    def encrypt(self, body: bytes, payload: bytes = b"", sealed: bytes = b"",
+                random_bytes: RandomBytes | None = None) -> bytes:
+        if len(sealed) > 0xFFFF:
+            raise ValueError("sealed scheme data is at most 65535 bytes")
+        st = self.state
+        if st.cks is None:  # first send after a receiving ratchet step: a fresh ratchet key pair
+            rand = random_bytes or self._random
+            if rand is None:
+                raise ValueError("a DH ratchet step needs a random source (pass random_bytes)")
+            st.dhs = KeyPair.generate(rand)
+            st.rk, st.cks = _kdf_rk(st.rk, st.dhs.exchange(st.dhr))
+        mk, st.cks = _kdf_ck(st.cks)
+        header = _header(self.mode, self.me.name, self.peer, self._pending_prekey, st.dhs.public_bytes,
+                         st.pn, st.ns, payload)
+        st.ns += 1
         key, nonce = _expand(mk)
-        ct = aead_encrypt(key, nonce, body, header)
+        ct = aead_encrypt(key, nonce, struct.pack(">H", len(sealed)) + sealed + body, self.ad + header)
         return header + struct.pack(">I", len(ct)) + ct
 
-    def decrypt(self, data: bytes | Envelope) -> tuple[bytes, bytes]:
-        """Return (body, detection payload); raises on tampering, replay or a far-future counter."""
-        env = data if isinstance(data, Envelope) else parse_envelope(data)
-        if env.session_key != self.session_key or env.sender != self.peer or env.recipient != self.me.name:
+    # -- receiving -------------------------------------------------------------------------------
+    def decrypt(self, env: Envelope) -> tuple[bytes, bytes]:
+        """Return (plaintext body, sealed scheme data); raises on tampering, replay or a far-future counter."""
+        if env.sender != self.peer or env.recipient != self.me.name:
             raise ProtocolError("envelope does not belong to this session")
-        mk, commit = self._take_key(env.counter)
+        st = self.state.copy()
+        mk = st.skipped.pop((env.dh, env.counter), None)
+        if mk is None:
+            if env.dh != st.dhr:
+                if env.dh in st.old_dhr:
+                    raise ReplayError(f"message {env.counter} of a past ratchet chain was already received or dropped")
+                if st.dhs is None:
+                    raise AuthenticationFailed("a new ratchet key before this party has sent on the last one")
+                self._skip(st, env.pn)
+                st.old_dhr = st.old_dhr | ({st.dhr} if st.dhr else set())
+                st.pn, st.ns, st.nr, st.dhr = st.ns, 0, 0, env.dh
+                st.rk, st.ckr = _kdf_rk(st.rk, st.dhs.exchange(env.dh))
+                st.dhs, st.cks = None, None  # the old ratchet private key is deleted here
+            if env.counter < st.nr:
+                raise ReplayError(f"message {env.counter} was already received or is outside the skipped-key window")
+            self._skip(st, env.counter)
+            mk, st.ckr = _kdf_ck(st.ckr)
+            st.nr += 1
         key, nonce = _expand(mk)
-        body = aead_decrypt(key, nonce, env.ciphertext, env.ad)
-        commit()  # the ratchet moves only for messages that authenticate
-        return body, env.payload
+        plain = aead_decrypt(key, nonce, env.ciphertext, self.ad + env.ad)
+        (k,) = struct.unpack(">H", plain[:2])
+        if 2 + k > len(plain):
+            raise MalformedMessage("sealed scheme data runs past the plaintext")
+        self.state = st  # the ratchet moves only for messages that authenticate
+        self._pending_prekey = None  # the peer has answered: no more X3DH header
+        return plain[2 + k:], plain[2:2 + k]
 
-    def _take_key(self, n: int):
-        ch = self._recv
-        if n in ch.used:
-            raise ReplayError(f"message {n} of this session was already received")
-        if n < ch.n:
-            if n in ch.skipped:
-                def commit_old() -> None:
-                    ch.skipped.pop(n, None)
-                    ch.used.add(n)
-                return ch.skipped[n], commit_old
-            raise ReplayError(f"message {n} is older than the out-of-order window")
-        if n - ch.n > MAX_SKIP:
-            raise ProtocolError(f"message {n} is more than {MAX_SKIP} ahead of the ratchet")
-        key, skipped = ch.key, {}
-        for i in range(ch.n, n):
-            mk, key = _message_key(key)
-            skipped[i] = mk
-        mk, key = _message_key(key)
+    @staticmethod
+    def _skip(st: RatchetState, until: int) -> None:
+        if st.ckr is None:
+            return
+        if until - st.nr > MAX_SKIP:
+            raise ProtocolError(f"message {until} is more than {MAX_SKIP} ahead of the ratchet")
+        while st.nr < until:
+            mk, st.ckr = _kdf_ck(st.ckr)
+            st.skipped[(st.dhr, st.nr)] = mk
+            st.nr += 1
+        while len(st.skipped) > MAX_SKIP:
+            del st.skipped[next(iter(st.skipped))]
 
-        def commit() -> None:
-            ch.skipped.update(skipped)
-            ch.key, ch.n = key, n + 1
-            ch.used.add(n)
-            if len(ch.skipped) > MAX_SKIP:
-                for k in sorted(ch.skipped)[: len(ch.skipped) - MAX_SKIP]:
-                    del ch.skipped[k]
-        return mk, commit
+
+PrekeySource = Union[Callable[[str], bytes], Mapping[str, bytes]]
 
 
 class Mailbox:
-    """A device's sessions, keyed by peer and session key; answers the first message of a session."""
+    """A device's sessions, one per peer. New sessions start from the peer's prekey bundle, which
+    ``prekeys`` gives: a function that fetches it from the provider (counted on the channel by
+    the caller) or a fixed mapping of published bundles. The first message from a new peer is
+    answered by X3DH; the peer's identity key is pinned on first contact (trust on first use,
+    as Signal clients do until the users compare safety numbers)."""
 
-    def __init__(self, me: Identity, directory: dict[str, bytes]):
-        self.me, self.directory = me, directory
-        self.sessions: dict[tuple[str, bytes], Session] = {}
-        self.outgoing: dict[str, Session] = {}
+    def __init__(self, me: Identity, prekeys: PrekeySource):
+        self.me = me
+        self._prekeys = prekeys
+        self.sessions: dict[str, Session] = {}
 
-    def session_to(self, peer: str, *, mode: int = MODE_E2EE,
-                   random_bytes: RandomBytes = os.urandom) -> Session:
-        if peer not in self.outgoing:
-            self.outgoing[peer] = Session.initiate(self.me, peer, self.directory[peer], mode=mode,
-                                                   random_bytes=random_bytes)
-        return self.outgoing[peer]
+    def _bundle(self, peer: str) -> PrekeyBundle:
+        data = self._prekeys(peer) if callable(self._prekeys) else self._prekeys.get(peer)
+        if data is None:
+            raise ProtocolError(f"no prekey bundle for {peer!r}")
+        bundle = PrekeyBundle.decode(data)
+        if bundle.name != peer:
+            raise AuthenticationFailed(f"prekey bundle names {bundle.name!r}, not {peer!r}")
+        return bundle
 
-    def receive(self, data: bytes) -> tuple[str, bytes, bytes]:
+    def session_to(self, peer: str, *, mode: int = MODE_E2EE, random_bytes: RandomBytes = os.urandom) -> Session:
+        """The session with ``peer`` (started by X3DH if there is none); its next ratchet key pair
+        is drawn from ``random_bytes``."""
+        if peer not in self.sessions:
+            self.sessions[peer] = Session.initiate(self.me, self._bundle(peer), mode=mode, random_bytes=random_bytes)
+        session = self.sessions[peer]
+        session._random = random_bytes
+        return session
+
+    def open(self, data: bytes, stamp: bytes = b"") -> Delivered:
         env = parse_envelope(data)
         if env.recipient != self.me.name:
             raise ProtocolError(f"envelope addressed to {env.recipient!r}, not {self.me.name!r}")
-        if env.sender not in self.directory:
-            raise ProtocolError(f"envelope from unknown sender {env.sender!r}")
-        key = (env.sender, env.session_key)
-        session = self.sessions.get(key)
-        if session is None:
-            session = Session.respond(self.me, env.sender, self.directory[env.sender],
-                                      env.session_key, mode=env.mode)
-        body, payload = session.decrypt(env)
-        # a new session is kept only once its first message authenticates, so forged
-        # envelopes with fresh session keys cannot fill the table
-        self.sessions.setdefault(key, session)
-        return env.sender, body, payload
+        session = self.sessions.get(env.sender)
+        opk_id = NO_OPK
+        if env.prekey is not None and (session is None or session.initiator_ek != env.prekey.ek):
+            if session is not None and session.peer_ik != env.prekey.ik:
+                raise AuthenticationFailed(f"{env.sender!r} presents a different identity key")
+            session, opk_id = Session.respond(self.me, env)
+        elif session is None:
+            raise ProtocolError(f"no session with {env.sender!r} and the envelope is not a prekey message")
+        body, sealed = session.decrypt(env)
+        # a new session is kept (and its one-time prekey deleted) only once its first message
+        # authenticates, so forged prekey messages leave no state behind
+        self.sessions[env.sender] = session
+        self.me.opks.pop(opk_id, None)
+        return Delivered(env.sender, body, env.payload, sealed, bytes(data), stamp)
+
+    def receive(self, data: bytes) -> tuple[str, bytes, bytes]:
+        d = self.open(data)
+        return d.sender, d.body, d.payload
 
 
 # --- message bodies -------------------------------------------------------------------------

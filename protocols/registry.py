@@ -11,6 +11,7 @@ from e2eebench.protocols.framework import SCHEMES, Scheme
 # row order of every comparison
 SCHEME_MODULES = [
     "baseline",
+    "franking",
     "ondevice",
     "hashupload",
     "psi",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from e2eebench.protocols.channel import PROVIDER, Channel, Ledger, MessageContext, PartyClock
+from e2eebench.protocols.channel import PROVIDER, RECIPIENT, Channel, Ledger, MessageContext, PartyClock
 from e2eebench.protocols.errors import E2EEBenchError, ProtocolError
 from e2eebench.protocols.framework import EU_CATEGORIES, FAMILIES, Scheme
 from e2eebench.protocols.registry import SCHEMES
@@ -67,6 +67,23 @@ def test_every_message_delivered_bit_exact(name, small_data, runs):
     assert len(run.outcomes) == expected
 
 
+def _verdict_mismatches(run, small_data):
+    scheme = run.scheme
+    out = []
+    for o in run.outcomes:
+        if not o.has_image:
+            continue
+        expect = scheme.reference_verdict(small_data.db, small_data.images[o.message_id], run.ledger, o.message_id)
+        if o.detected != expect:
+            out.append((o.message_id, o.transform, expect, o.detected))
+    return out
+
+
+# schemes whose detection waits on a person's report: the protocol is checked with every known
+# image reported (so the case is not trivial), and at the default rate against the recorded decisions
+USER_REPORT_NAMES = [n for n in NAMES if "report_rate" in {p.name for p in SCHEMES[n].params}]
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_verdicts_equal_plaintext_matching(name, small_data, runs):
     run = _run(name, small_data, runs)
@@ -75,17 +92,22 @@ def test_verdicts_equal_plaintext_matching(name, small_data, runs):
                 or type(scheme).plaintext_verdict is not Scheme.plaintext_verdict)
     if "t" in scheme.p or (scheme.matching in ("chunked", "approximate") and not own_rule):
         pytest.skip(f"{name} claims {scheme.matching} matching without a plaintext rule (or has an account threshold)")
-    mismatches = []
-    for o in run.outcomes:
-        if not o.has_image:
-            continue
-        expect = scheme.plaintext_verdict(small_data.db, small_data.images[o.message_id])
-        if o.detected != expect:
-            mismatches.append((o.message_id, o.transform, expect, o.detected))
+    if name in USER_REPORT_NAMES:
+        run = run_scheme(name, small_data, params={"report_rate": 1.0})
+    mismatches = _verdict_mismatches(run, small_data)
     assert not mismatches, mismatches
     # the case must not be trivial: some positives and some negatives
     verdicts = [o.detected for o in run.outcomes if o.has_image]
     assert any(verdicts) and not all(verdicts)
+
+
+@pytest.mark.parametrize("name", USER_REPORT_NAMES)
+def test_user_report_verdicts_follow_the_recorded_decisions(name, small_data, runs):
+    """At the default report rate: detected exactly when the list matches and the recipient reported."""
+    run = _run(name, small_data, runs)
+    assert not _verdict_mismatches(run, small_data)
+    decisions = run.ledger.learned_by(RECIPIENT, "report-decision")
+    assert len(decisions) == sum(o.has_image and o.sent for o in run.outcomes)
 
 
 THRESHOLD_NAMES = [n for n in NAMES if "t" in {p.name for p in SCHEMES[n].params}]

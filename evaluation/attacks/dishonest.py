@@ -141,10 +141,10 @@ def relay_swap_detected(seed: int = 0) -> dict[str, bool]:
     """Does the recipient notice a relay that strips or alters the payload in the envelope?"""
     from e2eebench.protocols.messaging import Identity, Mailbox
     rng = np.random.default_rng(seed)
-    a, b = Identity.generate("alice", rng.bytes), Identity.generate("bob", rng.bytes)
-    directory = {"alice": a.public, "bob": b.public}
     out = {}
     for kind in ("alter", "strip"):
+        a, b = Identity.generate("alice", rng.bytes), Identity.generate("bob", rng.bytes)
+        directory = {"alice": a.bundle(), "bob": b.bundle()}
         payload = rng.bytes(48)
         env = Mailbox(a, directory).session_to("bob", random_bytes=rng.bytes).encrypt(b"hello", payload)
         i = env.find(payload)

@@ -23,7 +23,7 @@ from e2eebench.protocols.framework import Scheme
 from e2eebench.protocols.messaging import Identity
 from e2eebench.protocols.registry import scheme_class
 from e2eebench.server.database import KnownHashDatabase
-from e2eebench.server.relay import Relay
+from e2eebench.server.relay import PrekeyStore, Relay
 from e2eebench.evaluation.data.workload import Message, Workload, WorkloadConfig, generate_workload
 
 SERVER_PARTIES = (PROVIDER, THIRD_PARTY, SECOND_SERVER)
@@ -176,7 +176,7 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
     wl = data.workload
     idents = {a.id: Identity.generate(a.id, rng.bytes) for a in wl.accounts}
     prov = Identity.generate(PROVIDER, rng.bytes)
-    directory = {k: v.public for k, v in idents.items()} | {PROVIDER: prov.public}
+    prekeys = PrekeyStore()
 
     def context(message_id: str, account: str, seed_key: str) -> MessageContext:
         """A context on this scheme's channel and clocks, seeded by (run seed, scheme, key)."""
@@ -195,8 +195,10 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
             received = channel.send(PROVIDER, DEVICE, "bundle", bundle)
             with clock.role(DEVICE):
                 dstate = scheme.device_load(received, a.id, ctx)
-        devices[a.id] = Messenger(idents[a.id], directory, scheme, dstate)
-    relay = Relay(scheme, pstate, prov, directory)
+        devices[a.id] = Messenger(idents[a.id], prekeys, scheme, dstate)
+        with channel.exchange(f"prekeys:{a.id}"):  # messaging's own cost, the same for every scheme
+            devices[a.id].register(ctx)
+    relay = Relay(scheme, pstate, prov, prekeys)
 
     scheme.connect(channel, pstate, lambda account: devices[account].state)
 
@@ -208,6 +210,9 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
     raw: list[tuple] = []
     for i, m in enumerate(messages):
         ctx = context(m.id, m.sender, m.id)
+        # the recipient's own judgement of what it sees (the simulated person, not the app):
+        # read only by schemes whose detection waits on a user's report
+        ctx.extra["recipient_judges_abusive"] = m.known
         before = clock.snapshot()
         ok: bool | None = None
         with channel.exchange(m.id):
@@ -216,12 +221,12 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
             if sent.envelope is not None:
                 delivered = relay.handle(sent.envelope, ctx)
                 with clock.role(RECIPIENT):
-                    sender, body = devices[m.recipient].receive(delivered)
+                    sender, body = devices[m.recipient].receive(delivered, ctx)
                 ok = body == sent.body and sender in (m.sender, PROVIDER)
                 if not ok:
                     raise ProtocolError(f"{name}: message {m.id} did not arrive bit-exact")
         # the envelope without the detection payload: what the message costs with no detection
-        plain_env = len(sent.envelope or b"") - (len(sent.prepared.payload) if sent.envelope and sent.prepared else 0)
+        plain_env = len(sent.envelope or b"") - len(sent.payload)
         raw.append((m, sent.envelope is not None, ok, before, clock.snapshot(), channel.for_message(m.id), plain_env))
         if progress:
             progress(name, i + 1, len(messages))
@@ -241,10 +246,12 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
         v = verdicts.get(m.id, {})
         dev = after.get(DEVICE, 0) - before.get(DEVICE, 0)
         srv = sum(after.get(p, 0) - before.get(p, 0) for p in SERVER_PARTIES)
-        up = sum(t.size for t in transfers if t.sender == DEVICE)
+        # a recipient's report (user-report schemes) is upload too; nothing else leaves a recipient
+        up = sum(t.size for t in transfers if t.sender in (DEVICE, RECIPIENT))
         down = sum(t.size for t in transfers if t.receiver in (DEVICE, RECIPIENT))
         flights = {t.flight for t in transfers if t.receiver != RECIPIENT}
-        det_down = sum(t.size for t in transfers if t.receiver == DEVICE)
+        det_down = sum(t.size for t in transfers if t.receiver == DEVICE
+                       or (t.receiver == RECIPIENT and t.label != "deliver"))
         outcomes.append(Outcome(m.id, m.sender, m.has_image, m.known, m.transform, was_sent, ok, v,
                                 bool(v.get(det_party, False)), dev, srv, up, down, len(flights),
                                 up - plain_env, det_down))

@@ -1,0 +1,122 @@
+"""user-report-franking: commitment, provider stamp, verified reports, forged reports rejected."""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from e2eebench.clientside.device import Messenger, encode_png
+from e2eebench.clientside.hashing import get_hasher
+from e2eebench.protocols.channel import PROVIDER, RECIPIENT, Channel, Ledger, MessageContext, PartyClock
+from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage, ReplayError
+from e2eebench.protocols.franking import COMMIT_BYTES, REPORT_LABEL, UserReportFranking, encode_report
+from e2eebench.protocols.messaging import Identity, parse_envelope
+from e2eebench.protocols import wire
+from e2eebench.server.database import KnownHashDatabase
+from e2eebench.server.relay import PrekeyStore, Relay
+from e2eebench.evaluation.data.corpora import get_corpus
+
+
+def _setup(report_rate=1.0, seed=0):
+    items = get_corpus("dead-leaves", seed=4, size=96).items(3)
+    hasher = get_hasher("pdq")
+    db = KnownHashDatabase.from_images([items[0]], [hasher])
+    scheme = UserReportFranking(hasher, report_rate=report_rate)
+    ch = Channel(Ledger())
+    clock = PartyClock()
+    ctx = lambda mid, acct="alice": MessageContext(mid, acct, ch, clock, np.random.default_rng([seed, len(mid)]))
+    pstate, bundle = scheme.provider_setup(db, ctx("setup", PROVIDER))
+    prekeys = PrekeyStore()
+    rng = np.random.default_rng(seed)
+    devs = {}
+    for n in ("alice", "bob"):
+        devs[n] = Messenger(Identity.generate(n, rng.bytes), prekeys, scheme, scheme.device_load(bundle, n, ctx("b")))
+        devs[n].register(ctx("p", n))
+    relay = Relay(scheme, pstate, Identity.generate(PROVIDER, rng.bytes), prekeys)
+    scheme.connect(ch, pstate, lambda a: devs[a].state)
+    return scheme, pstate, devs, relay, ctx, items, ch
+
+
+def _send(devs, relay, ctx, image, mid, known):
+    c = ctx(mid)
+    c.extra["recipient_judges_abusive"] = known
+    sent = devs["alice"].send("bob", c, image=image)
+    delivery = relay.handle(sent.envelope, c)
+    devs["bob"].receive(delivery, c)
+    return sent, delivery, c
+
+
+def test_reported_known_image_is_detected_and_the_reporter_learns_nothing():
+    scheme, pstate, devs, relay, ctx, items, ch = _setup()
+    sent, delivery, c = _send(devs, relay, ctx, items[0].image, "m1", True)
+    assert len(parse_envelope(sent.envelope).payload) == COMMIT_BYTES
+    assert [x.value for x in c.ledger.learned_by(PROVIDER, "verdict")] == [True]
+    back = [t for t in ch.transfers if t.label == REPORT_LABEL + ":response"]
+    assert [t.size for t in back] == [1]  # a constant acknowledgement, not the verdict
+    sent2, _, c2 = _send(devs, relay, ctx, items[1].image, "m2", True)  # reported, not in the list
+    assert [x.value for x in c2.ledger.learned_by(PROVIDER, "verdict") if x.message_id == "m2"] == [False]
+    assert len(parse_envelope(sent2.envelope).payload) == COMMIT_BYTES  # one size whatever the verdict
+
+
+def test_without_a_report_the_provider_learns_nothing():
+    scheme, pstate, devs, relay, ctx, items, ch = _setup(report_rate=0.0)
+    _, _, c = _send(devs, relay, ctx, items[0].image, "m1", True)
+    assert c.ledger.learned_by(PROVIDER) == []
+    assert not [t for t in ch.transfers if t.label == REPORT_LABEL]
+
+
+def _report_parts(devs, relay, ctx, items):
+    c = ctx("m9")
+    sent = devs["alice"].send("bob", c, image=items[0].image)
+    delivery = relay.handle(sent.envelope, c)
+    d = devs["bob"].mailbox.open(delivery.envelope, delivery.stamp)
+    return d, c
+
+
+def test_forged_or_altered_reports_are_rejected():
+    scheme, pstate, devs, relay, ctx, items, ch = _setup()
+    d, c = _report_parts(devs, relay, ctx, items)
+    good = encode_report(d.body, d.sealed, d.sender, "bob", d.stamp)
+    other_body = encode_png(items[1].image)
+    forged = [
+        encode_report(d.body[:-1] + bytes([d.body[-1] ^ 1]), d.sealed, d.sender, "bob", d.stamp),  # altered message
+        encode_report(d.body, bytes(32), d.sender, "bob", d.stamp),  # another franking key
+        encode_report(d.body, d.sealed, "carol", "bob", d.stamp),  # re-attributed sender
+        encode_report(d.body, d.sealed, d.sender, "bob", d.stamp[:8] + bytes(32)),  # made-up tag
+        encode_report(d.body, d.sealed, d.sender, "bob", struct.pack(">Q", 99) + d.stamp[8:]),  # other time
+        encode_report(other_body, d.sealed, d.sender, "bob", d.stamp),
+    ]
+    for bad in forged:
+        with pytest.raises(AuthenticationFailed):
+            scheme.provider_answer(pstate, REPORT_LABEL, bad, c)
+    for bad in (b"", good[:-3], wire.pack(b"FRR1", [b"x"]), good + b"\x00"):
+        with pytest.raises(MalformedMessage):
+            scheme.provider_answer(pstate, REPORT_LABEL, bad, c)
+    assert scheme.provider_answer(pstate, REPORT_LABEL, good, c) == b"\x00"
+    with pytest.raises(ReplayError):
+        scheme.provider_answer(pstate, REPORT_LABEL, good, c)
+
+
+def test_recipient_rejects_a_message_that_does_not_open_its_commitment():
+    scheme, pstate, devs, relay, ctx, items, ch = _setup()
+    d, c = _report_parts(devs, relay, ctx, items)
+    from dataclasses import replace
+    with pytest.raises(AuthenticationFailed):
+        scheme.recipient_receive(devs["bob"].state, replace(d, sealed=bytes(32)), c)
+    with pytest.raises(MalformedMessage):
+        scheme.recipient_receive(devs["bob"].state, replace(d, stamp=b""), c)
+
+
+def test_report_rate_is_a_seeded_share():
+    scheme, pstate, devs, relay, ctx, items, ch = _setup(report_rate=0.3, seed=5)
+    for i in range(200):
+        c = ctx(f"m{i:03d}")
+        c.extra["recipient_judges_abusive"] = True
+        c.rng = np.random.default_rng([5, i])
+        sent = devs["alice"].send("bob", c, text="t", image=items[2].image)
+        devs["bob"].receive(relay.handle(sent.envelope, c), c)
+    decisions = [x.value for x in ch.ledger.learned_by(RECIPIENT, "report-decision")]
+    assert len(decisions) == 200 and 0.2 < np.mean(decisions) < 0.4
+    with pytest.raises(ConfigError):
+        UserReportFranking(get_hasher("pdq"), report_rate=1.5)
