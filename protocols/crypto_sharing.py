@@ -1,37 +1,49 @@
-"""Shamir t-of-n secret sharing over Z_L, with robust reconstruction in the presence of fakes.
+"""Shamir t-of-n secret sharing over Z_L, keyed share points, and a detectable hash function.
 
 Why: in tPSI-AD each device holds one secret per account (the inner-layer key) and emits one
-share of it with every voucher, over time; the provider learns the key only once it holds t
-genuine shares. Synthetic vouchers carry *fake* shares (random y at random x) so that the
-provider cannot count real matches below the threshold — so reconstruction must find the
-secret among shares of which an unknown number are fake.
+share of it with every real voucher, over time; the provider learns the key only once it holds
+t shares of *distinct* images. Synthetic vouchers carry fake shares (random points) so that the
+provider cannot count real matches below the threshold; reconstruction must then find the t
+real shares among any number of fakes, without the fakes moving the threshold.
 
 - The field is Z_L, L the prime order of the ed25519 subgroup (so secrets can be group scalars).
-- A share's x is derived from a hash of the voucher id (:func:`share_x`): xs are distinct with
-  overwhelming probability without any state on the device; a share is produced on demand by
-  :meth:`ShareGenerator.share_at`.
+- A share's x is a keyed PRF of the image's hash (:func:`share_x_prf`, BLAKE2b keyed with a
+  device-held key): the same image always yields the same share, so a resent image adds no
+  share and the threshold counts distinct images. :func:`share_x` (an unkeyed hash of an id)
+  stays for per-image sharings (psi-ad-lsh), where distinctness is by position.
 - Any t-1 shares are consistent with every secret (for each candidate secret exactly one
   polynomial of degree <= t-1 passes through them), so they carry no information about it.
 
-Robust reconstruction (:func:`robust_reconstruct`) is Berlekamp–Welch decoding of the
-Reed–Solomon code {(x_i, P(x_i))}: with n shares at distinct xs, of which e are fake, and
-E = floor((n - t) / 2), solve the linear system Q(x_i) = y_i * F(x_i) for Q of degree
-<= t-1+E and monic F of degree E (n equations, t+2E unknowns), then P = Q / F. Whenever
-e <= E, i.e. **n >= t + 2e**, every solution gives Q = P*F exactly and P is the unique
-polynomial of degree < t agreeing with >= n-E shares. If there are more fakes, the system is
-inconsistent, the division leaves a remainder, or P agrees with too few shares: the function
-returns ``None``. A caller-supplied ``check`` (e.g. a key-commitment hash) confirms the result.
-Cost: one Gaussian elimination over Z_L, O(n * (t+2E)^2) ~ O(n^3) field operations on 253-bit
-Python ints; the cost depends on n and t only, not on how many fakes are present. Measured
-here (CPU time, 2-core VM, t=30, 3 runs each): n=40 (e=5) 0.014 s, n=60 (e=15) 0.045 s,
-n=100 (e=35) 0.19 s — see :func:`measure_robust`.
+**Detectable hash function** (DHF; Bhowmick et al., "The Apple PSI System", 2021, section on
+synthetic matches; construction and proof our own, see docs/psi.md). Each real voucher also
+carries ``v = C * phi(x')`` over the prime field F_p, p = 2^31 - 1, where ``C`` is a device-held
+random s x (t-1) matrix, ``x'`` = 1 + (share x mod (p-1)) and ``phi(x') = (1, x', ..., x'^(t-2))``;
+a synthetic voucher carries s uniform values. Put each opened voucher's column
+``a = (phi(x'), v)`` (length m = t-1+s) into a matrix. Then:
+
+- any t-1 real columns are independent (Vandermonde) and their v's are uniform and independent
+  of everything else (C is uniform and the map C -> (C phi(x'_1), ..., C phi(x'_{t-1})) is a
+  bijection): below t the DHF values of real and synthetic vouchers are identically distributed;
+- the t-th distinct real column is a combination of the previous t-1 real columns with all t
+  coefficients nonzero (it lies in the (t-1)-dimensional image of phi, any t-1 of which span it);
+- a combination that gives 0 cannot involve a synthetic column as long as there are at most s
+  of them: its synthetic part z_F must satisfy (W_F - C V_F) z_F = 0 for the s x f uniform
+  matrix W_F - C V_F, which has full column rank except with probability < p^-(s-f+1).
+
+So the first linear dependency among opened columns appears exactly when the t-th distinct real
+share arrives, and its support is exactly those t shares, whatever the number (<= s) of
+synthetic ones. :class:`DhfDetector` finds it incrementally (one reduction against a reduced
+echelon basis per opened voucher, O(rank * (m + rank)) word operations in numpy).
+
+Robust reconstruction by Berlekamp–Welch (:func:`robust_reconstruct`, needs n >= t + 2e) stays
+for per-image sharings without synthetic shares and as a fallback on a DHF support larger than t.
 """
 from __future__ import annotations
 
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -296,8 +308,233 @@ def measure_robust(t: int, n: int, e: int | None = None, seed: int = 0) -> float
     return dt
 
 
+# --------------------------------------------------------------------------------------------
+# keyed share points: the threshold counts distinct images
+# --------------------------------------------------------------------------------------------
+PRF_KEY_BYTES = 32
+_PRF_PERSON = b"e2ee-share-prf1"
+
+
+def share_x_prf(key: bytes, element: bytes, domain: bytes = b"x") -> int:
+    """x = BLAKE2b-512(element, key=key) mod (L-1) + 1: a keyed PRF of the element into [1, L).
+
+    The same element under the same key always gives the same x (so the same share); without
+    the key the x of an element cannot be computed (so the provider cannot test a guess).
+    """
+    if not isinstance(key, (bytes, bytearray)) or len(key) != PRF_KEY_BYTES:
+        raise InputError(f"PRF key must be {PRF_KEY_BYTES} bytes")
+    if not isinstance(element, (bytes, bytearray)):
+        raise InputError(f"element must be bytes, not {type(element).__name__}")
+    h = hashlib.blake2b(len(domain).to_bytes(2, "big") + domain + element, digest_size=64, key=key,
+                        person=_PRF_PERSON).digest()
+    return int.from_bytes(h, "little") % (L - 1) + 1
+
+
+def prf_bytes(key: bytes, element: bytes, domain: bytes, n: int) -> bytes:
+    """n pseudo-random bytes from (key, domain, element): deterministic per element."""
+    out, i = b"", 0
+    while len(out) < n:
+        out += hashlib.blake2b(len(domain).to_bytes(2, "big") + domain + i.to_bytes(4, "big") + element,
+                               digest_size=64, key=key, person=_PRF_PERSON).digest()
+        i += 1
+    return out[:n]
+
+
+# --------------------------------------------------------------------------------------------
+# detectable hash function over F_p, p = 2^31 - 1 (see the module docstring)
+# --------------------------------------------------------------------------------------------
+DHF_P = 2**31 - 1
+DHF_BYTES = 4  # one element of F_p, little-endian
+
+
+def dhf_x(x: int) -> int:
+    """The DHF evaluation point of a share with x-coordinate ``x``: 1 + (x mod (p-1))."""
+    return 1 + x % (DHF_P - 1)
+
+
+def _phi(xd: int, n: int) -> np.ndarray:
+    out = np.empty(n, dtype=np.int64)
+    acc = 1
+    for k in range(n):
+        out[k] = acc
+        acc = acc * xd % DHF_P
+    return out
+
+
+def _matvec(rows: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """sum_k coef[k] * rows[k] mod p without int64 overflow (coef split into 16-bit halves)."""
+    lo, hi = coef & 0xFFFF, coef >> 16
+    return ((lo @ rows) % DHF_P + ((hi @ rows) % DHF_P) * 65536) % DHF_P
+
+
+def dhf_decode(data: bytes, s: int) -> np.ndarray:
+    if len(data) != s * DHF_BYTES:
+        raise MalformedMessage(f"DHF value must be {s * DHF_BYTES} bytes, got {len(data)}")
+    v = np.frombuffer(data, dtype="<u4").astype(np.int64)
+    if (v >= DHF_P).any():
+        raise MalformedMessage("DHF value is not reduced mod 2^31 - 1")
+    return v
+
+
+def dhf_encode(v: np.ndarray) -> bytes:
+    return np.asarray(v, dtype="<u4").tobytes()
+
+
+class DetectableHash:
+    """The device's DHF key: a uniform s x (t-1) matrix C over F_p. ``evaluate(x)`` = C phi(x')."""
+
+    def __init__(self, t: int, s: int, rng: RandomSource = None) -> None:
+        _check_t(t)
+        if not isinstance(s, (int, np.integer)) or s < 1:
+            raise InputError(f"DHF size s must be an integer >= 1, got {s!r}")
+        self.t, self.s = int(t), int(s)
+        raw = as_random_bytes(rng)(8 * self.s * (self.t - 1))
+        self._c = (np.frombuffer(raw, dtype="<u8") % np.uint64(DHF_P)).astype(np.int64).reshape(self.s, self.t - 1)
+
+    def evaluate(self, x: int) -> np.ndarray:
+        if self.t == 1:
+            return np.zeros(self.s, dtype=np.int64)
+        return _matvec(self._c.T.copy(), _phi(dhf_x(x), self.t - 1))
+
+    @property
+    def key_bytes(self) -> int:
+        return self.s * (self.t - 1) * DHF_BYTES
+
+
+def dhf_random(s: int, rng: RandomSource = None) -> np.ndarray:
+    """A synthetic voucher's DHF value: s uniform elements of F_p (bias < 2^-32)."""
+    raw = as_random_bytes(rng)(8 * s)
+    return (np.frombuffer(raw, dtype="<u8") % np.uint64(DHF_P)).astype(np.int64)
+
+
+def dhf_column(x: int, v: np.ndarray, t: int) -> np.ndarray:
+    """The detection column (phi(x'), v) of an opened voucher with share x and DHF value v."""
+    return np.concatenate([_phi(dhf_x(x), t - 1), np.asarray(v, dtype=np.int64)])
+
+
+class DhfDetector:
+    """Incremental detection of the first linear dependency among opened columns.
+
+    Keeps a fully reduced echelon basis of the columns added so far. :meth:`add` returns
+    ``None`` while the new column is independent (it joins the basis) and, on the first
+    dependent column, the ids of the columns in the support of the dependency (the new one
+    included): with at most s synthetic columns that support is exactly t distinct real shares
+    (module docstring). Only then is the dependency itself solved, by one elimination over the
+    basis columns that tracks combinations, so an account that never reaches t (every benign
+    one) pays only the rank test. A dependent column is not added, so a caller that rejects a
+    support can go on.
+    """
+
+    def __init__(self, t: int, s: int, track: bool = False) -> None:
+        _check_t(t)
+        self.t, self.s, self.m = int(t), int(s), int(t) - 1 + int(s)
+        cap = self.m + 1
+        self._b = np.zeros((cap, self.m), dtype=np.int64)
+        self._tr = np.zeros((cap, cap), dtype=np.int64) if track else None
+        self._piv: list[int] = []
+        self._cols: list[np.ndarray] = []
+        self.ids: list[Any] = []
+
+    @property
+    def rank(self) -> int:
+        return len(self._piv)
+
+    def add(self, column: np.ndarray, ident: Any) -> list[Any] | None:
+        c = np.asarray(column, dtype=np.int64) % DHF_P
+        if c.shape != (self.m,):
+            raise InputError(f"DHF column must have {self.m} entries, got {c.shape}")
+        r = self.rank
+        coef = c[self._piv]
+        red = (c - _matvec(self._b[:r], coef)) % DHF_P if r else c
+        nz = np.flatnonzero(red)
+        if nz.size == 0:
+            return self._support(coef, ident)
+        if r == self.m:  # cannot happen for a valid column set (rank <= m); refuse rather than overflow
+            raise InputError("DHF basis is full")
+        pv = int(nz[0])
+        inv = pow(int(red[pv]), DHF_P - 2, DHF_P)
+        b = red * inv % DHF_P
+        f = self._b[:r, pv].copy()
+        tr = self._tr
+        if tr is not None:
+            trow = np.zeros(r + 1, dtype=np.int64)
+            if r:
+                trow[:r] = (DHF_P - _matvec(tr[:r, :r], coef)) % DHF_P * inv % DHF_P
+            trow[r] = inv
+        if r and f.any():
+            upd = np.multiply.outer(f, b)
+            upd %= DHF_P
+            blk = self._b[:r]
+            blk -= upd
+            blk %= DHF_P
+            if tr is not None:
+                tu = np.multiply.outer(f, trow)
+                tu %= DHF_P
+                tb = tr[:r, :r + 1]
+                tb -= tu
+                tb %= DHF_P
+        self._b[r] = b
+        if tr is not None:
+            tr[r, :r + 1] = trow
+        self._piv.append(pv)
+        self._cols.append(c)
+        self.ids.append(ident)
+        return None
+
+    def _support(self, coef: np.ndarray, ident: Any) -> list[Any]:
+        r = self.rank
+        if self._tr is None:  # solve the dependency once, with a tracking pass over the basis columns
+            again = DhfDetector(self.t, self.s, track=True)
+            for j, col in enumerate(self._cols):
+                if again.add(col, j) is not None:
+                    raise InputError("DHF basis columns became dependent on replay")
+            z = _matvec(again._tr[:r, :r], coef) if r else np.zeros(0, dtype=np.int64)
+            # again's basis rows are in the same order with the same pivots as ours, but our rows
+            # and its rows are equal (same reduced echelon form of the same columns)
+        else:
+            z = _matvec(self._tr[:r, :r], coef) if r else np.zeros(0, dtype=np.int64)
+        return [self.ids[j] for j in np.flatnonzero(z).tolist()] + [ident]
+
+
+def measure_dhf_reconstruction(t: int, n_real: int, n_fake: int, s: int | None = None,
+                               seed: int = 0) -> dict[str, float]:
+    """CPU seconds for the provider's threshold work on one account: every opened share goes
+    through :class:`DhfDetector` (fakes first, so the t-th real one arrives last: the worst
+    case), then the secret is interpolated from the support. Checks the result."""
+    s = n_fake + 1 if s is None else s
+    if n_real < t or n_fake > s:
+        raise InputError(f"need n_real >= t and n_fake <= s (t={t}, n_real={n_real}, n_fake={n_fake}, s={s})")
+    rng = np.random.default_rng(seed)
+    secret = random_field_element(rng)
+    gen = ShareGenerator(secret, t, rng)
+    dhf = DetectableHash(t, s, rng)
+    key = rng.bytes(PRF_KEY_BYTES)
+    reals = [gen.share_at(share_x_prf(key, i.to_bytes(8, "big"))) for i in range(t)]
+    cols = [(sh, dhf.evaluate(sh.x)) for sh in reals]
+    fakes = [synthetic_share(rng) for _ in range(n_fake)]
+    cols_f = [(sh, dhf_random(s, rng)) for sh in fakes]
+    order = [cols_f[i] for i in rng.permutation(n_fake)] + cols
+    t0 = time.process_time()
+    det = DhfDetector(t, s)
+    support = None
+    for i, (sh, v) in enumerate(order):
+        support = det.add(dhf_column(sh.x, v, t), i)
+        if support is not None:
+            break
+    t1 = time.process_time()
+    if support is None or len(support) != t:
+        raise RuntimeError("DHF detection failed inside measure_dhf_reconstruction")
+    got = interpolate_at([order[i][0] for i in support], 0)
+    t2 = time.process_time()
+    if got != secret:
+        raise RuntimeError("DHF reconstruction gave the wrong secret")
+    return {"detect_s": t1 - t0, "interpolate_s": t2 - t1, "opened": float(len(order)), "rank": float(det.rank)}
+
+
 __all__ = [
     "SHARE_BYTES", "Share", "ShareGenerator", "RobustResult", "share_x", "random_field_element",
     "split", "synthetic_share", "interpolate_at", "reconstruct", "max_correctable",
-    "robust_reconstruct", "measure_robust",
+    "robust_reconstruct", "measure_robust", "PRF_KEY_BYTES", "share_x_prf", "prf_bytes", "DHF_P",
+    "DHF_BYTES", "dhf_x", "dhf_decode", "dhf_encode", "DetectableHash", "dhf_random", "dhf_column",
+    "DhfDetector", "measure_dhf_reconstruction",
 ]

@@ -1,53 +1,61 @@
 """Server-learns PSI with associated data (Apple-style): ``psi-ad``, ``tpsi-ad``, ``psi-ad-lsh``.
 
 Why: in this family the provider can learn *only* matches. The provider blinds every list
-element with a secret scalar ``a`` and ships the blinded points as a cuckoo table (empty slots
-hold random points, so the table reveals the list size only up to the load). Per image the
-device builds a *voucher* the provider can open only if the image's hash is on the list:
+element with a secret scalar ``a`` (public ``L = a*G``) and ships the blinded points as a cuckoo
+table (empty slots hold random points, so the table reveals the list size only up to the load).
+Per image the device builds a *voucher* the provider can open only if the image's hash is on
+the list. With the paper's two-scalar random self-reduction (``blinding="two-scalar"``):
 
-    r  random scalar;  Q = r * H(x);  for each cuckoo hash function i, slot_i = h_i(x):
-    S_i = r * T[slot_i];  ct_i = AES-256-GCM(K_i, payload), K_i = KDF(S_i || Q || i)
+    b, c random;  Q = b*H(x) + c*G;  for each cuckoo hash function i, w_i = h_i(x):
+    S_i = b*T[w_i] + c*L;  ct_i = AES-GCM(K_i, rkey), K_i = KDF(S_i || Q || i);
+    rct = AES-GCM(rkey, payload, ad = magic || bind(account, message))
 
 The provider computes ``a * Q`` once (one scalar multiplication) and tries each ``ct_i`` with
-``KDF(a*Q || Q || i)``; since ``T[slot] = a * H(y)``, ``r * T[slot] = a * Q`` iff ``H(x) = H(y)``.
-The device never learns the verdict. ``tpsi-ad`` adds Shamir t-of-n sharing of a per-account
-inner key and synthetic vouchers; ``psi-ad-lsh`` runs psi-ad over hash chunks. The byte-level
-formats, what each party learns and the dishonest-client analysis are in docs/psi.md.
+``KDF(a*Q || Q || i)``: ``S_i = a*Q`` iff ``T[w_i] = a*H(x)``; otherwise ``(Q, S_i)`` is a uniform
+pair whatever the table holds. The device never learns the verdict. ``tpsi-ad`` adds a per-account
+t-of-n inner layer keyed to distinct images, synthetic vouchers and a detectable hash function;
+``psi-ad-lsh`` runs psi-ad over hash chunks. Byte-level formats, what each party learns, every
+difference from the paper and the dishonest-client analysis are in docs/psi.md.
 """
 from __future__ import annotations
 
 import hashlib
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from nacl import bindings as _nb
 from PIL import Image
 
 from e2eebench.protocols import wire
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
 from e2eebench.protocols.crypto_group import (L, POINT_BYTES, Scalar, base_mul, hash_to_group,
                                               hash_many_bytes, mul_many_bytes)
-from e2eebench.protocols.crypto_sharing import (SHARE_BYTES, Share, ShareGenerator, synthetic_share,
-                                                random_field_element, robust_reconstruct)
+from e2eebench.protocols.crypto_sharing import (DHF_BYTES, PRF_KEY_BYTES, SHARE_BYTES, DetectableHash,
+                                                DhfDetector, Share, ShareGenerator, dhf_column, dhf_decode,
+                                                dhf_encode, dhf_random, interpolate_at, prf_bytes,
+                                                random_field_element, robust_reconstruct, share_x_prf)
 from e2eebench.protocols.cuckoo import CuckooTable, candidate_slots_for
 from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage, ReplayError
 from e2eebench.protocols.framework import Param, Prepared, Scheme, register
 from e2eebench.server.database import KnownHashDatabase
 
 H_DOMAIN = b"e2eebench/psi-ad/H/v1"
-KDF_PERSON = b"e2ee-psi-kdf-v1"  # 15 bytes (blake2b personalisation is at most 16)
-CHECK_PERSON = b"e2ee-psi-chk-v1"
-CHECK_BYTES = 16
+KDF_PERSON = b"e2ee-psi-kdf-v2"  # 15 bytes (blake2b personalisation is at most 16)
 TAG_BYTES = 16
 NONCE_BYTES = 12
+RKEY_BYTES = 32
+KEY_CT = RKEY_BYTES + TAG_BYTES  # ct_i: the voucher key under one slot's key
 BIND_BYTES = 32
 DERIV_SIDE = 16
 DERIV_BYTES = DERIV_SIDE * DERIV_SIDE
 ZERO_NONCE = bytes(NONCE_BYTES)
 REPORT_PLAIN = BIND_BYTES + DERIV_BYTES  # what a matched voucher reveals: binding + derivative
+BLINDINGS = ("two-scalar", "one-scalar")
 
 
 # --------------------------------------------------------------------------------------------
@@ -59,7 +67,7 @@ def visual_derivative(image: Image.Image) -> bytes:
 
 
 def binding(account: str, message_id: str) -> bytes:
-    """32 bytes naming the account and message a voucher was made for (checked after opening)."""
+    """32 bytes naming the account and message a voucher was made for (AEAD associated data)."""
     a, m = account.encode(), message_id.encode()
     return hashlib.sha256(b"e2eebench/psi-bind/v1" + struct.pack(">H", len(a)) + a + m).digest()
 
@@ -73,11 +81,6 @@ def inner_key(secret: int, what: bytes) -> bytes:
     return hashlib.blake2b(secret.to_bytes(32, "little") + what, digest_size=32, person=b"e2ee-psi-inner").digest()
 
 
-def _check(magic: bytes, body: bytes, ad: bytes) -> bytes:
-    return hashlib.blake2b(magic + body + struct.pack(">H", len(ad)) + ad, digest_size=CHECK_BYTES,
-                           person=CHECK_PERSON).digest()
-
-
 @dataclass
 class ProviderTable:
     """The provider's secret blinding key and the public table parameters."""
@@ -86,18 +89,18 @@ class ProviderTable:
     n_hashes: int
     n_slots: int
     list_size: int
-    frac_first: int  # per-mille of real entries placed by hash function 0 (public; see docs)
+    placed: tuple[int, ...]  # per-mille of real entries placed by each hash function (public; see docs)
 
 
 @dataclass
 class DeviceTable:
-    """What a device holds after loading the bundle: public table, public key a*G."""
+    """What a device holds after loading the bundle: public table, public key L = a*G."""
 
     seed: bytes
     n_slots: int
     n_hashes: int
     public: bytes
-    frac_first: int
+    placed: tuple[int, ...]
     table: list[bytes]
     root: bytes
 
@@ -105,29 +108,44 @@ class DeviceTable:
         return candidate_slots_for(element, self.seed, self.n_slots, self.n_hashes)
 
 
+def _placed_fractions(ct: CuckooTable, cand: np.ndarray, n: int, k: int) -> tuple[int, ...]:
+    if n == 0:
+        return tuple([1000 // k + (1 if i < 1000 % k else 0) for i in range(k)])
+    owner = ct.slot_owner
+    slots = np.flatnonzero(owner >= 0)
+    by = np.argmax(cand[owner[slots]] == slots[:, None], axis=1)
+    counts = np.bincount(by, minlength=k)
+    per = [int(round(1000 * c / n)) for c in counts]
+    per[int(np.argmax(per))] += 1000 - sum(per)  # sums to exactly 1000
+    return tuple(per)
+
+
 def build_table(elements: list[bytes], rng: np.random.Generator, n_hashes: int, load: float,
                 magic: bytes) -> tuple[ProviderTable, bytes]:
-    """Blind the list, place it in a cuckoo table, fill empty slots, pack the bundle."""
+    """Blind the list, place it in a cuckoo table, fill empty slots, pack the bundle.
+
+    Cost per element: one hash-to-group and one variable-base scalar multiplication (libsodium,
+    called in one list comprehension each); per empty slot one fixed-base multiplication.
+    """
     elements = sorted(set(elements))
     alpha = Scalar.random(rng)
     seed = rng.bytes(16)
     ct = CuckooTable.build(elements, n_hashes=n_hashes, load=load, seed=seed)
     blinded = mul_many_bytes(hash_many_bytes(elements, H_DOMAIN), alpha)
     cand = ct.candidates_many(elements) if elements else np.zeros((0, n_hashes), np.int64)
-    table: list[bytes] = []
-    first = 0
-    for s, owner in enumerate(ct.slot_owner.tolist()):
-        if owner >= 0:
-            table.append(blinded[owner])
-            first += int(cand[owner, 0] == s)
-        else:  # a uniform random point of the subgroup, indistinguishable from a blinded one
-            table.append(base_mul(Scalar.random(rng)).data)
-    frac = round(1000 * first / len(elements)) if elements else 500
+    owner = ct.slot_owner.tolist()
+    n_empty = owner.count(-1)
+    base = _nb.crypto_scalarmult_ed25519_base_noclamp
+    # a uniform random point of the subgroup per empty slot, indistinguishable from a blinded one
+    dummies = iter([base(Scalar.random(rng).data) for _ in range(n_empty)])
+    table = [blinded[o] if o >= 0 else next(dummies) for o in owner]
+    placed = _placed_fractions(ct, cand, len(elements), n_hashes)
     public = base_mul(alpha).data
-    fields = [wire.u32(n_hashes), wire.u32(ct.n_slots), ct.seed, public, wire.u32(frac), b"".join(table)]
+    fields = [wire.u32(n_hashes), wire.u32(ct.n_slots), ct.seed, public,
+              b"".join(struct.pack(">H", f) for f in placed), b"".join(table)]
     root = hashlib.sha256(b"".join(fields)).digest()
     bundle = wire.pack(magic, fields + [root])
-    return ProviderTable(alpha, n_hashes, ct.n_slots, len(elements), frac), bundle
+    return ProviderTable(alpha, n_hashes, ct.n_slots, len(elements), placed), bundle
 
 
 def load_table(bundle: bytes, magic: bytes, what: str) -> DeviceTable:
@@ -137,50 +155,75 @@ def load_table(bundle: bytes, magic: bytes, what: str) -> DeviceTable:
         raise MalformedMessage(f"{what}: bad table shape ({n_hashes} hashes, {n_slots} slots)")
     if not 1 <= len(f[2]) <= 64 or len(f[3]) != POINT_BYTES:
         raise MalformedMessage(f"{what}: bad seed or public key length")
-    frac = wire.read_u32(f[4], "frac")
-    if frac > 1000:
-        raise MalformedMessage(f"{what}: placement fraction {frac} > 1000")
+    if len(f[4]) != 2 * n_hashes:
+        raise MalformedMessage(f"{what}: placement fractions must be {n_hashes} u16 values")
+    placed = struct.unpack(f">{n_hashes}H", f[4])
+    if sum(placed) != 1000:
+        raise MalformedMessage(f"{what}: placement fractions sum to {sum(placed)}, not 1000")
     if len(f[5]) != n_slots * POINT_BYTES:
         raise MalformedMessage(f"{what}: table is {len(f[5])} bytes, expected {n_slots * POINT_BYTES}")
     if hashlib.sha256(b"".join(f[:6])).digest() != f[6]:
         raise AuthenticationFailed(f"{what}: table does not match its root digest")
     t = f[5]
     table = [t[i: i + POINT_BYTES] for i in range(0, len(t), POINT_BYTES)]
-    return DeviceTable(f[2], n_slots, n_hashes, f[3], frac, table, f[6])
+    return DeviceTable(f[2], n_slots, n_hashes, f[3], placed, table, f[6])
 
 
 # -- vouchers ------------------------------------------------------------------------------------
 def voucher_len(n_hashes: int, plain: int) -> int:
-    return 4 + POINT_BYTES + n_hashes * (plain + TAG_BYTES) + CHECK_BYTES
+    """magic (4) | Q (32) | k key ciphertexts (48 each) | payload ciphertext (plain + 16)."""
+    return 4 + POINT_BYTES + n_hashes * KEY_CT + plain + TAG_BYTES
+
+
+def device_mults(n_hashes: int, blinding: str) -> dict[str, int]:
+    """Group operations per real voucher (besides one hash-to-group): counted, not estimated."""
+    if blinding == "one-scalar":  # Q = r*H(x), S_i = r*T[w_i]
+        return {"variable_base": 1 + n_hashes, "fixed_base": 0, "additions": 0}
+    # Q = b*H(x) + c*G; c*L once; S_i = b*T[w_i] + c*L
+    return {"variable_base": 2 + n_hashes, "fixed_base": 1, "additions": 1 + n_hashes}
+
+
+def _seal(plaintext: bytes, ad: bytes, magic: bytes, keys: list[bytes | None], rng: np.random.Generator) -> bytes:
+    """k key ciphertexts (random bytes where a key is None) and the payload ciphertext."""
+    rkey = rng.bytes(RKEY_BYTES)
+    aead = AESGCM
+    cts = [aead(k).encrypt(ZERO_NONCE, rkey, magic + bytes([i])) if k is not None else rng.bytes(KEY_CT)
+           for i, k in enumerate(keys)]
+    return b"".join(cts) + aead(rkey).encrypt(ZERO_NONCE, plaintext, magic + ad)
 
 
 def make_voucher(dt: DeviceTable, element: bytes, plaintext: bytes, ad: bytes, magic: bytes,
-                 rng: np.random.Generator, hx: bytes | None = None) -> bytes:
-    """Real voucher: Q = r*H(x), ct_i under KDF(r*T[h_i(x)] || Q || i), fixed order i = 0..k-1."""
-    r = Scalar.random(rng)
+                 rng: np.random.Generator, hx: bytes | None = None, blinding: str = "two-scalar") -> bytes:
+    """Real voucher for ``element``: see the module docstring; ciphertexts in the fixed order
+    of the hash functions, so the voucher does not say which slot could open it."""
     hpoint = hx if hx is not None else hash_to_group(element, H_DOMAIN).data
     slots = dt.slots(element)
-    pts = mul_many_bytes([hpoint] + [dt.table[s] for s in slots], r)
-    q = pts[0]
-    cts = [AESGCM(slot_key(pts[1 + i], q, i)).encrypt(ZERO_NONCE, plaintext, magic)
-           for i in range(dt.n_hashes)]
-    body = q + b"".join(cts)
-    return magic + body + _check(magic, body, ad)
+    mul = _nb.crypto_scalarmult_ed25519_noclamp
+    if blinding == "one-scalar":
+        r = Scalar.random(rng).data
+        q = mul(r, hpoint)
+        ss = [mul(r, dt.table[w]) for w in slots]
+    elif blinding == "two-scalar":
+        b, c = Scalar.random(rng).data, Scalar.random(rng).data
+        add = _nb.crypto_core_ed25519_add
+        q = add(mul(b, hpoint), _nb.crypto_scalarmult_ed25519_base_noclamp(c))
+        cl = mul(c, dt.public)
+        ss = [add(mul(b, dt.table[w]), cl) for w in slots]
+    else:
+        raise ConfigError(f"blinding must be one of {BLINDINGS}, got {blinding!r}")
+    return magic + q + _seal(plaintext, ad, magic, [slot_key(si, q, i) for i, si in enumerate(ss)], rng)
 
 
 def make_synthetic(dt: DeviceTable, plaintext: bytes, ad: bytes, magic: bytes,
                    rng: np.random.Generator) -> bytes:
-    """Synthetic voucher: Q = r*G and one ct under KDF(r*(a*G) || Q || j): opens for the provider
-    whatever the image, at a position j drawn like the table's real placements."""
-    r = Scalar.random(rng)
-    q = base_mul(r).data
-    s = mul_many_bytes([dt.public], r)[0]
-    j = 0 if rng.integers(0, 1000) < dt.frac_first else int(rng.integers(1, dt.n_hashes))
-    clen = len(plaintext) + TAG_BYTES
-    cts = [AESGCM(slot_key(s, q, i)).encrypt(ZERO_NONCE, plaintext, magic) if i == j else rng.bytes(clen)
-           for i in range(dt.n_hashes)]
-    body = q + b"".join(cts)
-    return magic + body + _check(magic, body, ad)
+    """Synthetic voucher: Q = c*G, S = c*L, one key ciphertext at a position j drawn like the
+    table's real placements: the provider's a*Q = S, so it opens whatever the image."""
+    c = Scalar.random(rng).data
+    q = _nb.crypto_scalarmult_ed25519_base_noclamp(c)
+    s = _nb.crypto_scalarmult_ed25519_noclamp(c, dt.public)
+    j = int(np.searchsorted(np.cumsum(dt.placed), rng.integers(0, 1000), side="right"))
+    keys: list[bytes | None] = [slot_key(s, q, j) if i == j else None for i in range(dt.n_hashes)]
+    return magic + q + _seal(plaintext, ad, magic, keys, rng)
 
 
 class _Pending:
@@ -204,28 +247,33 @@ def open_voucher(pt: ProviderTable, voucher: bytes, ad: bytes, magic: bytes, pla
     """(index, plaintext) if the voucher opens, None if not; typed errors on bad input.
 
     One scalar multiplication (libsodium validates Q inside it: canonical, not small order, in
-    the prime-order subgroup) plus k KDF calls and at most k AES-GCM tag checks.
+    the prime-order subgroup), k KDF calls and at most k small AES-GCM tag checks. A voucher
+    whose key opens but whose payload fails its AEAD check (altered, or made for another
+    account or message: the binding is the associated data) is ``AuthenticationFailed``; a
+    non-matching voucher cannot be checked by anyone and is simply a non-match.
     """
     n = voucher_len(pt.n_hashes, plain)
     if not isinstance(voucher, (bytes, bytearray)) or len(voucher) != n:
         raise MalformedMessage(f"voucher must be {n} bytes, got {len(voucher)}")
     if voucher[:4] != magic:
         raise MalformedMessage("voucher has the wrong magic")
-    body, chk = voucher[4:-CHECK_BYTES], voucher[-CHECK_BYTES:]
-    q = body[:POINT_BYTES]
+    q = bytes(voucher[4:4 + POINT_BYTES])
     if q in seen:
         raise ReplayError("voucher was already received once (same Q)")
-    if _check(magic, body, ad) != chk:
-        raise AuthenticationFailed("voucher checksum does not verify (garbled, or made for another account or message)")
     s = mul_many_bytes([q], pt.alpha)[0]  # MalformedMessage if Q is not a valid group element
     seen.add(q)
-    clen = plain + TAG_BYTES
+    off = 4 + POINT_BYTES
     for i in range(pt.n_hashes):
-        c = body[POINT_BYTES + i * clen: POINT_BYTES + (i + 1) * clen]
+        c = voucher[off + i * KEY_CT: off + (i + 1) * KEY_CT]
         try:
-            return i, AESGCM(slot_key(s, q, i)).decrypt(ZERO_NONCE, c, magic)
+            rkey = AESGCM(slot_key(s, q, i)).decrypt(ZERO_NONCE, c, magic + bytes([i]))
         except InvalidTag:
             continue
+        try:
+            return i, AESGCM(rkey).decrypt(ZERO_NONCE, voucher[off + pt.n_hashes * KEY_CT:], magic + ad)
+        except InvalidTag:
+            raise AuthenticationFailed("voucher opened but its payload fails AEAD under the opened key "
+                                       "(altered, or made for another account or message)") from None
     return None
 
 
@@ -234,9 +282,11 @@ def _element(h: np.ndarray) -> bytes:
 
 
 TABLE_PARAMS = (
-    Param("n_hashes", 2, "cuckoo hash functions = ciphertexts per voucher (device: 1 + n_hashes scalar mults)",
-          (2, 3), int),
-    Param("load", 0.45, "cuckoo table load (entries / slots); with 2 hash functions stay below 0.5", None, float),
+    Param("n_hashes", 3, "cuckoo hash functions = key ciphertexts per voucher", (2, 3, 4), int),
+    Param("load", 0.85, "cuckoo table load (entries / slots); with 2 hash functions stay below 0.5", None, float),
+    Param("blinding", "two-scalar", "voucher blinding: the paper's two-scalar random self-reduction, or one "
+          "scalar (fewer device multiplications; privacy then rests on CDH in the random-oracle model)",
+          BLINDINGS, str),
 )
 
 
@@ -244,8 +294,8 @@ class _PsiBase(Scheme):
     family = "psi"
     eu_category = "encryption"
     parties = (DEVICE, PROVIDER, RECIPIENT)
-    magic_bundle: bytes = b"PSB1"
-    magic_voucher: bytes = b"PSV1"
+    magic_bundle: bytes = b"PSB2"
+    magic_voucher: bytes = b"PSV2"
 
     def __init__(self, hasher, threshold=None, **params):
         super().__init__(hasher, threshold, **params)
@@ -269,6 +319,9 @@ class _PsiBase(Scheme):
         ctx.learn(DEVICE, "database", {"list_size_upper": dt.n_slots})
         return {"table": dt, "account": account}
 
+    def _voucher(self, dt: DeviceTable, element: bytes, plain: bytes, ad: bytes, rng) -> bytes:
+        return make_voucher(dt, element, plain, ad, self.magic_voucher, rng, blinding=self.p["blinding"])
+
 
 # --------------------------------------------------------------------------------------------
 @register
@@ -287,9 +340,8 @@ class PsiAd(_PsiBase):
     def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
         dt: DeviceTable = state["table"]
         x = _element(self.hasher.hash(image))
-        plain = binding(ctx.account, ctx.message_id) + visual_derivative(image)
         ad = binding(ctx.account, ctx.message_id)
-        return Prepared(make_voucher(dt, x, plain, ad, self.magic_voucher, ctx.rng))
+        return Prepared(self._voucher(dt, x, ad + visual_derivative(image), ad, ctx.rng))
 
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
         if not payload:
@@ -300,8 +352,8 @@ class PsiAd(_PsiBase):
             ctx.verdict(PROVIDER, False)
             return
         plain = res[1]
-        if plain[:BIND_BYTES] != bind:
-            raise AuthenticationFailed("opened voucher was made for another account or message")
+        if plain[:BIND_BYTES] != bind:  # authenticated by the AEAD, so only a dishonest device gets here
+            raise AuthenticationFailed("opened voucher names another account or message")
         ctx.learn(PROVIDER, "report", {"message": ctx.message_id, "account": ctx.account,
                                        "derivative": plain[BIND_BYTES:].hex()})
         ctx.verdict(PROVIDER, True)
@@ -309,36 +361,55 @@ class PsiAd(_PsiBase):
 
 # --------------------------------------------------------------------------------------------
 INNER_CT = NONCE_BYTES + REPORT_PLAIN + TAG_BYTES
-TPSI_PLAIN = SHARE_BYTES + INNER_CT
+
+
+def tpsi_plain(s: int) -> int:
+    """Outer plaintext of a tpsi-ad voucher: share (64) | DHF value (4 s) | inner ciphertext (316)."""
+    return SHARE_BYTES + DHF_BYTES * s + INNER_CT
+
+
+@dataclass
+class _Record:
+    message_id: str
+    share: Share
+    inner: bytes
 
 
 @dataclass
 class _Account:
     """The provider's view of one account in tpsi-ad: opened vouchers until the key is known."""
 
-    opened: list[tuple[str, Share, bytes]] = field(default_factory=list)  # (message id, share, inner ct)
+    detector: DhfDetector
+    records: list[_Record] = field(default_factory=list)
+    by_x: dict[int, int] = field(default_factory=dict)
     key: bytes | None = None
-    coeffs: list[int] | None = None
+    basis: list[Share] | None = None  # t genuine shares: the polynomial, for classifying later ones
     attempts: int = 0
 
 
 @register
 class TPsiAd(_PsiBase):
-    """tpsi-ad: psi-ad outer layer + per-account t-of-n inner layer + synthetic vouchers."""
+    """tpsi-ad: psi-ad outer layer + per-account t-of-n inner layer over distinct images +
+    synthetic vouchers + a detectable hash function so synthetic vouchers never move t."""
 
     name = "tpsi-ad"
-    verdict_to = "provider, after t matches"
-    trust = ("provider's list; device software (it draws the synthetic vouchers); the threshold t "
-             "is a promise kept by the device's sharing")
+    verdict_to = "provider, after t distinct matches"
+    trust = ("provider's list; device software (it draws the synthetic vouchers and keeps the PRF key); the "
+             "threshold t is a promise kept by the device's sharing")
     matching = "exact"
-    description = ("Threshold PSI-AD: each voucher carries a Shamir share of the account's inner key; "
-                   "synthetic vouchers hide the match count; payloads readable at t matches")
+    description = ("Threshold PSI-AD: each voucher carries a Shamir share of the account's inner key at a "
+                   "keyed-PRF point of the image's hash (t counts distinct images); synthetic vouchers hide "
+                   "the match count; a detectable hash function finds the t real shares among any number "
+                   "(up to max_synthetic) of synthetic ones")
     params = TABLE_PARAMS + (
-        Param("t", 3, "matches an account needs before the provider can read anything (Apple: 30)", None, int),
-        Param("synthetic_rate", 0.05, "probability that a device sends a synthetic voucher instead", None, float),
+        Param("t", 3, "distinct matched images an account needs before the provider can read anything (Apple: 30)",
+              None, int),
+        Param("synthetic_rate", 0.05, "probability that a distinct image is sent as a synthetic voucher", None, float),
+        Param("max_synthetic", 32, "DHF size s: most synthetic images per account and key (4 bytes per voucher each)",
+              None, int),
     )
-    magic_bundle = b"TPB1"
-    magic_voucher = b"TPV1"
+    magic_bundle = b"TPB2"
+    magic_voucher = b"TPV2"
 
     def __init__(self, hasher, threshold=None, **params):
         super().__init__(hasher, threshold, **params)
@@ -346,88 +417,129 @@ class TPsiAd(_PsiBase):
             raise ConfigError(f"parameter 't' must be in 1..1000, got {self.p['t']}")
         if not 0 <= self.p["synthetic_rate"] < 1:
             raise ConfigError(f"parameter 'synthetic_rate' must be in [0, 1), got {self.p['synthetic_rate']}")
+        if not 1 <= self.p["max_synthetic"] <= 100_000:
+            raise ConfigError(f"parameter 'max_synthetic' must be in 1..100000, got {self.p['max_synthetic']}")
+        self.PLAIN = tpsi_plain(self.p["max_synthetic"])
 
     def _provider_extra(self) -> dict:
         return {"accounts": {}, "reconstruct_s": 0.0}
 
+    # -- device ------------------------------------------------------------------------------
     def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:
         state = super().device_load(bundle, account, ctx)
         secret = random_field_element(ctx.rng)
+        state["prf_key"] = ctx.rng.bytes(PRF_KEY_BYTES)  # must persist for the account's key lifetime
         state["key"] = inner_key(secret, b"tpsi-inner")
         state["shares"] = ShareGenerator(secret, self.p["t"], ctx.rng)
+        state["dhf"] = DetectableHash(self.p["t"], self.p["max_synthetic"], ctx.rng)
+        state["synthetic"] = set()  # PRF ids of the images this device sends as synthetic
         return state
 
-    def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
+    def device_storage(self, state: Any) -> int:
+        t = self.p["t"]
+        return (PRF_KEY_BYTES + 32 + 32 * (t - 1) + state["dhf"].key_bytes + 16 * len(state["synthetic"]))
+
+    def is_synthetic(self, state: Any, element: bytes) -> bool:
+        """Whether this device sends ``element`` as a synthetic voucher: decided once per distinct
+        image (a keyed PRF below the rate), so resends of an image are all real or all synthetic;
+        never more than max_synthetic synthetic images per key (then the image goes real)."""
+        key = state["prf_key"]
+        ident = prf_bytes(key, element, b"id", 16)
+        if ident in state["synthetic"]:
+            return True
+        u = int.from_bytes(prf_bytes(key, element, b"synthetic?", 8), "little") / 2**64
+        if u < self.p["synthetic_rate"] and len(state["synthetic"]) < self.p["max_synthetic"]:
+            state["synthetic"].add(ident)
+            return True
+        return False
+
+    def voucher_for(self, state: Any, element: bytes, derivative: bytes, ctx: MessageContext) -> bytes:
+        """The voucher for one image, given its hash bytes and visual derivative."""
         dt: DeviceTable = state["table"]
         ad = binding(ctx.account, ctx.message_id)
-        x = _element(self.hasher.hash(image))
-        synthetic = ctx.rng.random() < self.p["synthetic_rate"]
-        if synthetic:
-            plain = synthetic_share(ctx.rng).encode() + ctx.rng.bytes(INNER_CT)
-            return Prepared(make_synthetic(dt, plain, ad, self.magic_voucher, ctx.rng))
-        inner_plain = ad + visual_derivative(image)
+        key = state["prf_key"]
+        s = self.p["max_synthetic"]
+        if self.is_synthetic(state, element):
+            ctx.learn(DEVICE, "synthetic_sent", True)  # the device's own choice, never sent
+            # a fake share and DHF value, fixed per image (resends repeat them, as a real image's do)
+            fake = Share(share_x_prf(key, element, b"syn-x"),
+                         int.from_bytes(prf_bytes(key, element, b"syn-y", 64), "little") % L)
+            v = dhf_random(s, lambda n: prf_bytes(key, element, b"syn-v", n))
+            plain = fake.encode() + dhf_encode(v) + ctx.rng.bytes(INNER_CT)
+            return make_synthetic(dt, plain, ad, self.magic_voucher, ctx.rng)
+        share = state["shares"].share_at(share_x_prf(key, element))
         nonce = ctx.rng.bytes(NONCE_BYTES)
-        inner = nonce + AESGCM(state["key"]).encrypt(nonce, inner_plain, ad)
-        share = state["shares"].share_for(ctx.rng.bytes(16))
-        return Prepared(make_voucher(dt, x, share.encode() + inner, ad, self.magic_voucher, ctx.rng))
+        inner = nonce + AESGCM(state["key"]).encrypt(nonce, ad + derivative, ad)
+        plain = share.encode() + dhf_encode(state["dhf"].evaluate(share.x)) + inner
+        return self._voucher(dt, element, plain, ad, ctx.rng)
 
+    def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
+        return Prepared(self.voucher_for(state, _element(self.hasher.hash(image)), visual_derivative(image), ctx))
+
+    # -- provider ----------------------------------------------------------------------------
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
         if not payload:
             return
         ad = binding(ctx.account, ctx.message_id)
-        res = open_voucher(state["table"], payload, ad, self.magic_voucher, TPSI_PLAIN, state["seen"])
+        res = open_voucher(state["table"], payload, ad, self.magic_voucher, self.PLAIN, state["seen"])
         ctx.learn(PROVIDER, "outer_open", res is not None)
         if res is None:
             return
-        plain = res[1]
+        plain, t, s = res[1], self.p["t"], self.p["max_synthetic"]
         share = Share.decode(plain[:SHARE_BYTES])
-        acct: _Account = state["accounts"].setdefault(ctx.account, _Account())
-        rec = (ctx.message_id, share, plain[SHARE_BYTES:])
+        v = dhf_decode(plain[SHARE_BYTES:SHARE_BYTES + DHF_BYTES * s], s)
+        rec = _Record(ctx.message_id, share, plain[SHARE_BYTES + DHF_BYTES * s:])
+        acct: _Account = state["accounts"].get(ctx.account)
+        if acct is None:
+            acct = state["accounts"][ctx.account] = _Account(DhfDetector(t, s))
         if acct.key is not None:
             self._reveal(acct, [rec], ctx)
             return
-        acct.opened.append(rec)
-        if len(acct.opened) >= self.p["t"]:
-            self._try_reconstruct(state, acct, ctx)
-
-    def _try_reconstruct(self, state: dict, acct: _Account, ctx: MessageContext) -> None:
-        """Berlekamp-Welch over every opened share; confirmed by decrypting an inner ciphertext."""
-        import time
-        t0 = time.process_time()
-        acct.attempts += 1
-        shares = [s for _, s, _ in acct.opened]
-
-        def check(secret: int) -> bool:
-            key = inner_key(secret, b"tpsi-inner")
-            return any(_try_inner(key, mid, ctx.account, ct) is not None for mid, _, ct in acct.opened)
-
-        res = robust_reconstruct(shares, self.p["t"], check)
-        state["reconstruct_s"] += time.process_time() - t0
-        if res is None:
+        idx = len(acct.records)
+        acct.records.append(rec)
+        if share.x in acct.by_x:  # the same image again (the same share): it adds nothing
             return
-        acct.key = inner_key(res.secret, b"tpsi-inner")
-        acct.coeffs = res.coefficients
-        pending, acct.opened = acct.opened, []
+        acct.by_x[share.x] = idx
+        t0 = time.process_time()
+        support = acct.detector.add(dhf_column(share.x, v, t), idx)
+        if support is not None:
+            self._reconstruct(acct, support, ctx)
+        state["reconstruct_s"] += time.process_time() - t0
+
+    def _reconstruct(self, acct: _Account, support: list[int], ctx: MessageContext) -> None:
+        """Interpolate from the DHF support (t real shares), confirm on their inner layers."""
+        t = self.p["t"]
+        acct.attempts += 1
+        shares = [acct.records[i].share for i in support]
+        if len(shares) < t:
+            return
+        if len(shares) == t:
+            secret, basis = interpolate_at(shares, 0), shares
+        else:  # only if a synthetic column joined a dependency (probability < 2^-31 per voucher)
+            rr = robust_reconstruct(shares, t)
+            if rr is None:
+                return
+            secret, basis = rr.secret, [shares[i] for i in rr.genuine[:t]]
+        key = inner_key(secret, b"tpsi-inner")
+        if any(_try_inner(key, acct.records[i].message_id, ctx.account, acct.records[i].inner) is None
+               for i in support if acct.records[i].share in basis):
+            return
+        acct.key, acct.basis = key, basis
+        pending, acct.records, acct.by_x = acct.records, [], {}
+        acct.detector = None  # type: ignore[assignment]
         self._reveal(acct, pending, ctx)
 
-    def _reveal(self, acct: _Account, recs: list, ctx: MessageContext) -> None:
-        for mid, share, ct in recs:
+    def _reveal(self, acct: _Account, recs: list[_Record], ctx: MessageContext) -> None:
+        for rec in recs:
             plain = None
-            if _horner(acct.coeffs, share.x) == share.y:
-                plain = _try_inner(acct.key, mid, ctx.account, ct)
-            if plain is None:  # fake share or garbage inner layer: a synthetic voucher
-                ctx.learn(PROVIDER, "synthetic", True, message_id=mid)
+            if interpolate_at(acct.basis, rec.share.x) == rec.share.y:
+                plain = _try_inner(acct.key, rec.message_id, ctx.account, rec.inner)
+            if plain is None:  # off the polynomial or garbage inner layer: a synthetic voucher
+                ctx.learn(PROVIDER, "synthetic", True, message_id=rec.message_id)
                 continue
-            ctx.learn(PROVIDER, "report", {"message": mid, "account": ctx.account,
-                                           "derivative": plain[BIND_BYTES:].hex()}, message_id=mid)
-            ctx.verdict(PROVIDER, True, message_id=mid)
-
-
-def _horner(coeffs: list[int], x: int) -> int:
-    acc = 0
-    for c in reversed(coeffs):
-        acc = (acc * x + c) % L
-    return acc
+            ctx.learn(PROVIDER, "report", {"message": rec.message_id, "account": ctx.account,
+                                           "derivative": plain[BIND_BYTES:].hex()}, message_id=rec.message_id)
+            ctx.verdict(PROVIDER, True, message_id=rec.message_id)
 
 
 def _try_inner(key: bytes, mid: str, account: str, ct: bytes) -> bytes | None:
@@ -460,8 +572,8 @@ class PsiAdLsh(_PsiBase):
         Param("min_chunks", 2, "chunk matches that make a match (k of a k-of-n sharing of the report key)",
               None, int),
     )
-    magic_bundle = b"PLB1"
-    magic_voucher = b"PLV1"
+    magic_bundle = b"PLB2"
+    magic_voucher = b"PLV2"
 
     def __init__(self, hasher, threshold=None, **params):
         super().__init__(hasher, threshold, **params)
@@ -499,7 +611,7 @@ class PsiAdLsh(_PsiBase):
         gen = ShareGenerator(secret, self.p["min_chunks"], ctx.rng)
         nonce = ctx.rng.bytes(NONCE_BYTES)
         inner = nonce + AESGCM(inner_key(secret, b"lsh-image")).encrypt(nonce, ad + visual_derivative(image), ad)
-        vs = [make_voucher(dt, c, gen.share_for(bytes([i])).encode() + ad, ad, self.magic_voucher, ctx.rng)
+        vs = [self._voucher(dt, c, gen.share_for(bytes([i])).encode() + ad, ad, ctx.rng)
               for i, c in enumerate(self.chunks(self.hasher.hash(image)))]
         return Prepared(wire.pack(b"PLS1", [b"".join(vs), inner]))
 
@@ -545,4 +657,5 @@ class PsiAdLsh(_PsiBase):
 
 
 __all__ = ["PsiAd", "TPsiAd", "PsiAdLsh", "build_table", "load_table", "make_voucher", "make_synthetic",
-           "open_voucher", "voucher_len", "visual_derivative", "binding", "ProviderTable", "DeviceTable"]
+           "open_voucher", "voucher_len", "device_mults", "tpsi_plain", "visual_derivative", "binding",
+           "ProviderTable", "DeviceTable", "BLINDINGS"]
