@@ -142,6 +142,14 @@ class Scheme(ABC):
         """The reference verdict for an image (schemes matching on more than the hash override it)."""
         return self.plaintext_match(db, self.hasher.hash(image))
 
+    def account_verdicts(self, db: KnownHashDatabase,
+                         sent: list[tuple[str, str, Image.Image, bool]]) -> dict[str, bool] | None:
+        """Reference verdicts for a scheme whose verdict depends on the account's history (a
+        threshold): ``sent`` is every image message in order as (message id, account, image,
+        whether the device sent it as a real voucher). ``None`` (the default): per image, by
+        :meth:`plaintext_verdict`."""
+        return None
+
     # -- roles ---------------------------------------------------------------------------
     @abstractmethod
     def provider_setup(self, db: KnownHashDatabase, ctx: MessageContext) -> tuple[Any, bytes]:

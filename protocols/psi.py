@@ -8,7 +8,7 @@ the list. With the paper's two-scalar random self-reduction (``blinding="two-sca
 
     b, c random;  Q = b*H(x) + c*G;  for each cuckoo hash function i, w_i = h_i(x):
     S_i = b*T[w_i] + c*L;  ct_i = AES-GCM(K_i, rkey), K_i = KDF(S_i || Q || i);
-    rct = AES-GCM(rkey, payload, ad = magic || bind(account, message))
+    rct = AES-GCM(rkey, payload, ad = bind(account, message) || magic || Q || ct_0 .. ct_{k-1})
 
 The provider computes ``a * Q`` once (one scalar multiplication) and tries each ``ct_i`` with
 ``KDF(a*Q || Q || i)``: ``S_i = a*Q`` iff ``T[w_i] = a*H(x)``; otherwise ``(Q, S_i)`` is a uniform
@@ -183,13 +183,15 @@ def device_mults(n_hashes: int, blinding: str) -> dict[str, int]:
     return {"variable_base": 2 + n_hashes, "fixed_base": 1, "additions": 1 + n_hashes}
 
 
-def _seal(plaintext: bytes, ad: bytes, magic: bytes, keys: list[bytes | None], rng: np.random.Generator) -> bytes:
-    """k key ciphertexts (random bytes where a key is None) and the payload ciphertext."""
+def _seal(q: bytes, plaintext: bytes, ad: bytes, magic: bytes, keys: list[bytes | None],
+          rng: np.random.Generator) -> bytes:
+    """The voucher: magic | Q | k key ciphertexts (random bytes where a key is None) | payload
+    ciphertext, whose associated data covers the binding and every byte before it."""
     rkey = rng.bytes(RKEY_BYTES)
     aead = AESGCM
-    cts = [aead(k).encrypt(ZERO_NONCE, rkey, magic + bytes([i])) if k is not None else rng.bytes(KEY_CT)
-           for i, k in enumerate(keys)]
-    return b"".join(cts) + aead(rkey).encrypt(ZERO_NONCE, plaintext, magic + ad)
+    head = magic + q + b"".join(aead(k).encrypt(ZERO_NONCE, rkey, magic + bytes([i])) if k is not None
+                                else rng.bytes(KEY_CT) for i, k in enumerate(keys))
+    return head + aead(rkey).encrypt(ZERO_NONCE, plaintext, ad + head)
 
 
 def make_voucher(dt: DeviceTable, element: bytes, plaintext: bytes, ad: bytes, magic: bytes,
@@ -211,7 +213,7 @@ def make_voucher(dt: DeviceTable, element: bytes, plaintext: bytes, ad: bytes, m
         ss = [add(mul(b, dt.table[w]), cl) for w in slots]
     else:
         raise ConfigError(f"blinding must be one of {BLINDINGS}, got {blinding!r}")
-    return magic + q + _seal(plaintext, ad, magic, [slot_key(si, q, i) for i, si in enumerate(ss)], rng)
+    return _seal(q, plaintext, ad, magic, [slot_key(si, q, i) for i, si in enumerate(ss)], rng)
 
 
 def make_synthetic(dt: DeviceTable, plaintext: bytes, ad: bytes, magic: bytes,
@@ -223,7 +225,7 @@ def make_synthetic(dt: DeviceTable, plaintext: bytes, ad: bytes, magic: bytes,
     s = _nb.crypto_scalarmult_ed25519_noclamp(c, dt.public)
     j = int(np.searchsorted(np.cumsum(dt.placed), rng.integers(0, 1000), side="right"))
     keys: list[bytes | None] = [slot_key(s, q, j) if i == j else None for i in range(dt.n_hashes)]
-    return magic + q + _seal(plaintext, ad, magic, keys, rng)
+    return _seal(q, plaintext, ad, magic, keys, rng)
 
 
 class _Pending:
@@ -248,9 +250,10 @@ def open_voucher(pt: ProviderTable, voucher: bytes, ad: bytes, magic: bytes, pla
 
     One scalar multiplication (libsodium validates Q inside it: canonical, not small order, in
     the prime-order subgroup), k KDF calls and at most k small AES-GCM tag checks. A voucher
-    whose key opens but whose payload fails its AEAD check (altered, or made for another
-    account or message: the binding is the associated data) is ``AuthenticationFailed``; a
-    non-matching voucher cannot be checked by anyone and is simply a non-match.
+    whose key opens but whose payload fails its AEAD check (any byte altered: the associated
+    data covers the binding, Q and every key ciphertext; or made for another account or
+    message) is ``AuthenticationFailed``; a non-matching voucher cannot be checked by anyone
+    and is simply a non-match.
     """
     n = voucher_len(pt.n_hashes, plain)
     if not isinstance(voucher, (bytes, bytearray)) or len(voucher) != n:
@@ -269,8 +272,9 @@ def open_voucher(pt: ProviderTable, voucher: bytes, ad: bytes, magic: bytes, pla
             rkey = AESGCM(slot_key(s, q, i)).decrypt(ZERO_NONCE, c, magic + bytes([i]))
         except InvalidTag:
             continue
+        body = off + pt.n_hashes * KEY_CT
         try:
-            return i, AESGCM(rkey).decrypt(ZERO_NONCE, voucher[off + pt.n_hashes * KEY_CT:], magic + ad)
+            return i, AESGCM(rkey).decrypt(ZERO_NONCE, voucher[body:], ad + bytes(voucher[:body]))
         except InvalidTag:
             raise AuthenticationFailed("voucher opened but its payload fails AEAD under the opened key "
                                        "(altered, or made for another account or message)") from None
@@ -423,6 +427,20 @@ class TPsiAd(_PsiBase):
 
     def _provider_extra(self) -> dict:
         return {"accounts": {}, "reconstruct_s": 0.0}
+
+    def account_verdicts(self, db: KnownHashDatabase,
+                         sent: list[tuple[str, str, Image.Image, bool]]) -> dict[str, bool]:
+        """The rule this scheme computes: a message is detected iff its hash is on the list, it
+        went out as a real voucher, and its account sent at least t distinct listed hashes as
+        real vouchers in the run (the provider reads the earlier ones once the t-th arrives)."""
+        hashes = {mid: _element(self.hasher.hash(img)) for mid, _, img, _ in sent}
+        listed = {_element(h) for h in db.hashes_for(self.hasher.name)}
+        distinct: dict[str, set[bytes]] = {}
+        for mid, acct, _, real in sent:
+            if real and hashes[mid] in listed:
+                distinct.setdefault(acct, set()).add(hashes[mid])
+        return {mid: real and hashes[mid] in listed and len(distinct.get(acct, ())) >= self.p["t"]
+                for mid, acct, _, real in sent}
 
     # -- device ------------------------------------------------------------------------------
     def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:

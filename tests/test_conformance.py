@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from e2eebench.protocols.channel import PROVIDER, RECIPIENT, Channel, Ledger, MessageContext, PartyClock
+from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, Channel, Ledger, MessageContext, PartyClock
 from e2eebench.protocols.errors import E2EEBenchError, ProtocolError
 from e2eebench.protocols.framework import EU_CATEGORIES, FAMILIES, Scheme
 from e2eebench.protocols.registry import SCHEMES
@@ -68,12 +68,19 @@ def test_every_message_delivered_bit_exact(name, small_data, runs):
 
 
 def _verdict_mismatches(run, small_data):
+    """Per image by ``Scheme.reference_verdict``; for a scheme with an account threshold by its
+    account rule (``Scheme.account_verdicts``), which it must then declare."""
     scheme = run.scheme
+    im = [o for o in run.outcomes if o.has_image]
+    synthetic = {x.message_id for x in run.ledger.learned_by(DEVICE, "synthetic_sent")}
+    by_account = scheme.account_verdicts(
+        small_data.db, [(o.message_id, o.account, small_data.images[o.message_id], o.message_id not in synthetic)
+                        for o in im])
+    assert (by_account is not None) == ("t" in scheme.p), f"{scheme.name}: a threshold scheme must declare account_verdicts"
     out = []
-    for o in run.outcomes:
-        if not o.has_image:
-            continue
-        expect = scheme.reference_verdict(small_data.db, small_data.images[o.message_id], run.ledger, o.message_id)
+    for o in im:
+        expect = (by_account[o.message_id] if by_account is not None else
+                  scheme.reference_verdict(small_data.db, small_data.images[o.message_id], run.ledger, o.message_id))
         if o.detected != expect:
             out.append((o.message_id, o.transform, expect, o.detected))
     return out
@@ -82,16 +89,21 @@ def _verdict_mismatches(run, small_data):
 # schemes whose detection waits on a person's report: the protocol is checked with every known
 # image reported (so the case is not trivial), and at the default rate against the recorded decisions
 USER_REPORT_NAMES = [n for n in NAMES if "report_rate" in {p.name for p in SCHEMES[n].params}]
+THRESHOLD_NAMES = [n for n in NAMES if "t" in {p.name for p in SCHEMES[n].params}]
+THRESHOLD_CASE = {"t": 2}  # small enough that some account of the small case reaches it
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_verdicts_equal_plaintext_matching(name, small_data, runs):
-    run = _run(name, small_data, runs)
+    """Per image for most schemes; for a scheme with an account threshold, by its account rule
+    (``Scheme.account_verdicts``), which it must declare."""
+    threshold = name in THRESHOLD_NAMES
+    run = run_scheme(name, small_data, params=THRESHOLD_CASE) if threshold else _run(name, small_data, runs)
     scheme = run.scheme
     own_rule = (type(scheme).plaintext_match is not Scheme.plaintext_match
                 or type(scheme).plaintext_verdict is not Scheme.plaintext_verdict)
-    if "t" in scheme.p or (scheme.matching in ("chunked", "approximate") and not own_rule):
-        pytest.skip(f"{name} claims {scheme.matching} matching without a plaintext rule (or has an account threshold)")
+    if scheme.matching in ("chunked", "approximate") and not own_rule:
+        pytest.skip(f"{name} claims {scheme.matching} matching without a plaintext rule")
     if name in USER_REPORT_NAMES:
         run = run_scheme(name, small_data, params={"report_rate": 1.0})
     mismatches = _verdict_mismatches(run, small_data)
@@ -108,9 +120,6 @@ def test_user_report_verdicts_follow_the_recorded_decisions(name, small_data, ru
     assert not _verdict_mismatches(run, small_data)
     decisions = run.ledger.learned_by(RECIPIENT, "report-decision")
     assert len(decisions) == sum(o.has_image and o.sent for o in run.outcomes)
-
-
-THRESHOLD_NAMES = [n for n in NAMES if "t" in {p.name for p in SCHEMES[n].params}]
 
 
 @pytest.mark.parametrize("name", THRESHOLD_NAMES)

@@ -526,3 +526,20 @@ def test_count_distinguisher_model_matches_real_voucher_counts(small):
     a1, a5 = count_distinguisher_advantage(1000, 0.05, 1), count_distinguisher_advantage(1000, 0.05, 5)
     assert 0 < a1 < a5 < 1
     assert count_distinguisher_advantage(1000, 0.2, 1) < a1
+
+
+def test_any_altered_byte_of_a_matching_voucher_is_rejected(table, items):
+    """The payload's associated data covers Q and every key ciphertext, so a matching voucher
+    with any byte changed (even in a key ciphertext that is not the one that opens) is rejected;
+    changing the key ciphertext that opens makes it a non-match. It never opens."""
+    pt, _ = table
+    v, ad = _voucher(table, items[1], seed=3)
+    opens_at = open_voucher(pt, v, ad, b"PSV2", REPORT_PLAIN, set())[0]
+    for i in range(36, len(v), 5):
+        bad = bytearray(v)
+        bad[i] ^= 0x20
+        if 36 + opens_at * KEY_CT <= i < 36 + (opens_at + 1) * KEY_CT:
+            assert open_voucher(pt, bytes(bad), ad, b"PSV2", REPORT_PLAIN, set()) is None
+            continue
+        with pytest.raises(AuthenticationFailed):
+            open_voucher(pt, bytes(bad), ad, b"PSV2", REPORT_PLAIN, set())
