@@ -150,3 +150,96 @@ def test_robust_t30_n100_max_fakes() -> None:
     assert res is not None and res.secret == secret and len(res.fake) == e == 35
     shares.append(synthetic_share(rng))  # 36 fakes among 101: beyond floor((101-30)/2) = 35
     assert robust_reconstruct(shares, 30) is None
+
+
+# -- keyed share points and the detectable hash function --------------------------------------
+from e2eebench.protocols.crypto_sharing import (  # noqa: E402
+    DHF_P, DetectableHash, DhfDetector, dhf_column, dhf_random, measure_dhf_reconstruction, share_x_prf,
+)
+
+
+def test_prf_share_points_are_keyed_and_deterministic() -> None:
+    k1, k2 = bytes(32), bytes([1]) * 32
+    assert share_x_prf(k1, b"img") == share_x_prf(k1, b"img") != share_x_prf(k2, b"img")
+    assert share_x_prf(k1, b"img") != share_x_prf(k1, b"img2")
+    assert 0 < share_x_prf(k1, b"img") < L
+    with pytest.raises(InputError):
+        share_x_prf(b"short", b"img")
+
+
+def _columns(t: int, n_real: int, n_fake: int, s: int, seed: int):
+    rng = np.random.default_rng(seed)
+    gen = ShareGenerator(random_field_element(rng), t, rng)
+    dhf = DetectableHash(t, s, rng)
+    key = rng.bytes(32)
+    real = [gen.share_at(share_x_prf(key, bytes([i]) * 4)) for i in range(n_real)]
+    cols = [("real", i, dhf_column(sh.x, dhf.evaluate(sh.x), t)) for i, sh in enumerate(real)]
+    fakes = [synthetic_share(rng) for _ in range(n_fake)]
+    cols += [("fake", i, dhf_column(sh.x, dhf_random(s, rng), t)) for i, sh in enumerate(fakes)]
+    order = rng.permutation(len(cols))
+    return [cols[i] for i in order]
+
+
+@pytest.mark.parametrize("t,n_fake,s", [(1, 5, 6), (2, 7, 8), (3, 10, 10), (5, 0, 4), (8, 30, 32), (30, 40, 40)])
+def test_dhf_first_dependency_is_exactly_the_t_real_shares(t: int, n_fake: int, s: int) -> None:
+    """Real and fake columns in random order, then more reals: no dependency until the t-th real
+    one arrives; then the support is exactly t real columns, however many fakes (<= s) came first."""
+    cols = _columns(t, t + 3, n_fake, s, seed=t * 7 + n_fake)
+    det = DhfDetector(t, s)
+    reals_seen = 0
+    for kind, i, col in cols:
+        reals_seen += kind == "real"
+        support = det.add(col, (kind, i))
+        if reals_seen < t:
+            assert support is None
+        elif kind == "real" and reals_seen == t:
+            assert support is not None and len(support) == t
+            assert all(k == "real" for k, _ in support)
+            return
+    pytest.fail("never reached t real columns")
+
+
+def test_dhf_values_below_t_are_uniform_whatever_the_key() -> None:
+    """t-1 real DHF values say nothing: for any target values at their points there is a DHF key
+    giving exactly those (the Vandermonde map from keys to values is onto), so they are
+    distributed like synthetic ones."""
+    t, s = 6, 4
+    rng = np.random.default_rng(2)
+    xs = [share_x_prf(bytes(32), bytes([i])) for i in range(t - 1)]
+    from e2eebench.protocols.crypto_sharing import _phi, dhf_x
+    v = np.array([_phi(dhf_x(x), t - 1) for x in xs], dtype=object)  # (t-1) x (t-1) Vandermonde
+    target = [dhf_random(s, rng) for _ in xs]
+    # solve C phi(x_j) = target_j row by row over F_p (Gaussian elimination on python ints)
+    n = t - 1
+    for row in range(s):
+        m = [[int(v[j][k]) for k in range(n)] + [int(target[j][row])] for j in range(n)]
+        for c in range(n):
+            p_ = next(i for i in range(c, n) if m[i][c] % DHF_P)
+            m[c], m[p_] = m[p_], m[c]
+            inv = pow(m[c][c], DHF_P - 2, DHF_P)
+            m[c] = [a * inv % DHF_P for a in m[c]]
+            for i in range(n):
+                if i != c and m[i][c]:
+                    f = m[i][c]
+                    m[i] = [(a - f * b) % DHF_P for a, b in zip(m[i], m[c])]
+        coeffs = [m[i][n] for i in range(n)]
+        for j in range(n):
+            assert sum(c * int(v[j][k]) for k, c in enumerate(coeffs)) % DHF_P == target[j][row]
+
+
+def test_dhf_more_fakes_than_s_can_fake_a_dependency() -> None:
+    """The bound is real: with more than s synthetic columns the rank runs out and a dependency
+    appears among fakes (the provider's inner-layer check then fails: nothing is read)."""
+    t, s = 3, 4
+    cols = _columns(t, 0, s + t, s, seed=5)
+    det = DhfDetector(t, s)
+    out = [det.add(col, (k, i)) for k, i, col in cols]
+    assert any(o is not None for o in out)
+    assert all(k == "fake" for o in out if o for k, _ in o)
+
+
+def test_dhf_measure_year_small() -> None:
+    r = measure_dhf_reconstruction(30, 30, 60, 64)
+    assert r["opened"] == 90 and r["rank"] == 89 and r["detect_s"] > 0
+    with pytest.raises(InputError):
+        measure_dhf_reconstruction(30, 29, 10)

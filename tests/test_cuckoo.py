@@ -29,7 +29,7 @@ def _check_valid(tb: CuckooTable, keys: list[bytes]) -> None:
         assert tb.slot_of(i, key) >= 0
 
 
-@pytest.mark.parametrize("n_hashes,load", [(2, 0.45), (3, 0.8), (4, 0.9)])
+@pytest.mark.parametrize("n_hashes,load", [(2, 0.45), (3, 0.8), (3, 0.85), (4, 0.9)])
 def test_every_key_in_a_candidate_slot(n_hashes: int, load: float) -> None:
     keys = _keys(3000, n_hashes)
     tb = CuckooTable.build(keys, n_hashes=n_hashes, load=load, seed=b"s1")
@@ -106,3 +106,13 @@ def test_build_1e6_keys() -> None:
     assert (tb.slot_owner[cand] == idx[:, None]).any(axis=1).all()
     assert len(np.unique(tb.slot_owner[tb.slot_owner >= 0])) == 1_000_000
     assert dt < 60
+
+
+def test_psi_default_load_builds_at_1e5_keys() -> None:
+    """The PSI schemes' default (3 hash functions, load 0.85: 37.6 bytes of table per element)
+    builds without a stash at 10^5 keys, first attempt for this seed."""
+    keys = _keys(100_000, 3)
+    tb = CuckooTable.build(keys, n_hashes=3, load=0.85, seed=b"psi-default")
+    assert tb.load == pytest.approx(0.85, abs=1e-4)
+    cand = tb.candidates_many(keys)
+    assert (tb.slot_owner[cand] == np.arange(100_000)[:, None]).any(axis=1).all()
