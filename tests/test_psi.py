@@ -490,10 +490,14 @@ def test_psi_client_learns_device_learns(small):
 
 
 def test_bench_psi_small():
-    from e2eebench.evaluation.bench.psi import bench_psi
-    r = bench_psi(size=100, n_images=20, t=5)
+    from e2eebench.evaluation.bench.psi import bench_psi, dhf_size_for
+    r = bench_psi(size=100, n_images=20, t=5, year_images=200, rates=(0.05, 0.2), repeats=1)
     assert r["psi_ad_wrong_verdicts"] == 0 and r["openmined_wrong_verdicts"] == 0
     assert r["scalar_mult_us"] > 0 and r["provider_per_voucher_over_scalar_mult"] > 0.5
+    assert r["psi_ad_two_scalar_device_variable_base_mults"] == 5 and r["psi_ad_one_scalar_device_variable_base_mults"] == 4
+    assert r["tpsi_year_p0.2_dhf_s"] >= r["tpsi_year_p0.2_synthetic"] and r["tpsi_year_p0.2_reconstruct_s"] > 0
+    assert r["checks"]["verdicts_correct"] is True
+    assert dhf_size_for(3650, 0.2) > 730 + 4 * 24  # mean + 4 sd
     with pytest.raises(ConfigError):
         bench_psi(size=5)
 
