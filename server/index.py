@@ -40,9 +40,9 @@ BLOCK_ROWS = 1 << 16
 _C_LIN_WORD = 0.65e-9  # scan: one 64-bit word of one database hash (word-major layout)
 _C_LIN_FIXED = 20e-6  # scan: per-query overhead
 _ROW_SCAN_FACTOR = 1.5  # scan over the row-major layout MIH keeps (strided word columns)
-_C_PROBE = 40e-9  # MIH: one bucket probe in an offset table (two gathers + range expansion)
+_C_PROBE = 60e-9  # MIH: one bucket probe in an offset table (two gathers + range expansion)
 _C_SEARCH_STEP = 25e-9  # MIH: one binary-search step when the chunk is too wide for a table
-_C_CAND = 5e-9  # MIH: one candidate (perm gather, dedupe)
+_C_CAND = 24e-9  # MIH: one candidate (perm gather, a cache miss on its row)
 _C_CAND_WORD = 4e-9  # MIH: one 64-bit word of a candidate (row gather, xor, popcount)
 _C_MIH_FIXED = 30e-6  # MIH: per-query overhead (chunk values, a dozen numpy calls)
 #: Most probes one MIH query may enumerate (their masks alone take 16 bytes each).
@@ -91,23 +91,80 @@ def _words_columns(hashes: np.ndarray) -> np.ndarray:
 
 def _distances(cols: np.ndarray, qwords: np.ndarray, rows: slice | np.ndarray) -> np.ndarray:
     """Hamming distances (uint16) from the query words to the selected database rows."""
+    if isinstance(rows, np.ndarray):
+        acc = np.bitwise_count(np.take(cols[0], rows) ^ qwords[0]).astype(np.uint16)
+        for k in range(1, cols.shape[0]):
+            acc += np.bitwise_count(np.take(cols[k], rows) ^ qwords[k])
+        return acc
     acc = np.bitwise_count(cols[0, rows] ^ qwords[0]).astype(np.uint16)
     for k in range(1, cols.shape[0]):
         acc += np.bitwise_count(cols[k, rows] ^ qwords[k])
     return acc
 
 
+#: Below this threshold the scan's first cut is the popcount of the OR of the first two words'
+#: XORs (at most the distance over those 128 bits; 48 +- 3.5 for a uniform pair).
+OR_CUT_MAX = 40
+
+
+def _prefix_words(words: int, threshold: int) -> int:
+    """Words summed before the scan's cut when the OR cut does not apply: k words of a uniform
+    pair differ in 32k +- 4 sqrt(k) bits, so k = T // 32 + 2 leaves few rows standing."""
+    return max(1, min(words, threshold // 32 + 2))
+
+
 def _scan(cols: np.ndarray, qwords: np.ndarray, threshold: int) -> Match:
-    """Blocked exact scan: every row within the threshold."""
-    n = cols.shape[1]
+    """Blocked exact scan: every row within the threshold.
+
+    Each block is first cut by a lower bound on the distance that reads only part of each
+    row: popcount((w0 ^ q0) | (w1 ^ q1)) for small thresholds (one popcount for two words), the
+    sum over the first k words otherwise. Partial bounds never exceed the full distance, so a
+    row above the threshold on the bound is out; the few rows left get their full uint16
+    distance from all words. A block whose smallest bound exceeds the threshold is skipped
+    without listing its rows. When nearly every row would survive, the bound is the full
+    distance itself (kept in uint16).
+    """
+    words, n = cols.shape
+    use_or = words >= 2 and threshold <= OR_CUT_MAX
+    k = 2 if use_or else _prefix_words(words, threshold)
+    exact = not use_or and k == words  # the bound is the distance itself
+    wide = exact and k * 64 > 255
+    block = min(n, BLOCK_ROWS)
+    xor = np.empty(block, np.uint64)
+    tmp = np.empty(block, np.uint64) if use_or else None
+    cnt = np.empty(block, np.uint8)
+    acc = np.empty(block, np.uint16 if wide else np.uint8)
     ids: list[np.ndarray] = []
     dists: list[np.ndarray] = []
     for start in range(0, n, BLOCK_ROWS):
-        d = _distances(cols, qwords, slice(start, min(n, start + BLOCK_ROWS)))
-        hit = np.flatnonzero(d <= threshold)
-        if hit.size:
+        stop = min(n, start + BLOCK_ROWS)
+        x, a = xor[: stop - start], acc[: stop - start]
+        np.bitwise_xor(cols[0, start:stop], qwords[0], out=x)
+        if use_or:
+            y = tmp[: stop - start]
+            np.bitwise_xor(cols[1, start:stop], qwords[1], out=y)
+            np.bitwise_or(x, y, out=x)
+            np.bitwise_count(x, out=a)
+        else:
+            np.bitwise_count(x, out=a)
+            c = cnt[: stop - start]
+            for w in range(1, k):
+                np.bitwise_xor(cols[w, start:stop], qwords[w], out=x)
+                np.bitwise_count(x, out=c)
+                np.add(a, c, out=a)
+        if int(a.min()) > threshold:
+            continue
+        hit = np.flatnonzero(a <= threshold)
+        if exact:
             ids.append(hit.astype(np.int64) + start)
-            dists.append(d[hit].astype(np.int32))
+            dists.append(a[hit].astype(np.int32))
+            continue
+        hit += start
+        d = _distances(cols, qwords, hit)
+        keep = d <= threshold
+        if keep.any():
+            ids.append(hit[keep].astype(np.int64))
+            dists.append(d[keep].astype(np.int32))
     if not ids:
         return _empty_match()
     return Match(np.concatenate(ids), np.concatenate(dists))
@@ -283,7 +340,10 @@ class ExactIndex(HashIndex):
 # -- multi-index hashing ----------------------------------------------------------------------
 def _masks(width: int, radius: int) -> np.ndarray:
     """All ``width``-bit masks of weight <= radius (uint64), built level by level without a
-    Python loop over masks: extend each mask by a bit above its highest set bit."""
+    Python loop over masks: extend each mask by a bit above its highest set bit. Empty for a
+    negative radius (a chunk the refined pigeonhole bound does not probe)."""
+    if radius < 0:
+        return np.zeros(0, np.uint64)
     level = np.zeros(1, np.uint64)
     high = np.full(1, -1, np.int64)
     out = [level]
@@ -298,7 +358,8 @@ def _masks(width: int, radius: int) -> np.ndarray:
 
 
 def _ball(width: int, radius: int) -> int:
-    """Number of ``width``-bit values within Hamming distance ``radius`` of one value."""
+    """Number of ``width``-bit values within Hamming distance ``radius`` of one value (0 for a
+    negative radius)."""
     return sum(math.comb(width, k) for k in range(min(radius, width) + 1))
 
 
@@ -313,16 +374,39 @@ def _direct_ok(width: int, n: int) -> bool:
     return (1 << width) <= max(2 * n, 1 << 17)
 
 
-def _mih_cost(n: int, bits: int, widths: list[int], radius: int) -> float:
+def _chunk_cost(n: int, width: int, radius: int, direct: bool, words: int = 4) -> float:
+    """Modelled seconds one chunk adds to a query: its probes and their expected candidates
+    (uniform hashes: each probe hits n / 2**w rows)."""
+    probes = _ball(width, radius)
+    per_probe = _C_PROBE if direct else _C_PROBE + _C_SEARCH_STEP * math.log2(max(2, n))
+    return probes * (per_probe + (n / float(1 << width)) * (_C_CAND + words * _C_CAND_WORD))
+
+
+def pigeonhole_radii(widths: list[int], threshold: int, n: int) -> list[int]:
+    """Per-chunk probe radius from the refined pigeonhole bound (Norouzi, Punjani & Fleet 2014).
+
+    Write T = m r + a with 0 <= a < m. If d(q, x) <= T, then among any a + 1 chosen chunks one
+    differs in at most r bits, or among the other m - a - 1 chunks one differs in at most r - 1:
+    otherwise the distance would be at least (a + 1)(r + 1) + (m - a - 1) r = T + 1. The m - a - 1
+    chunks probed at r - 1 (-1: not probed) are those where the lower radius saves most.
+    """
+    m = len(widths)
+    r, a = divmod(threshold, m)
+    direct = _direct_ok(max(widths), n)
+    words = -(-sum(widths) // 64)
+    saving = [
+        _chunk_cost(n, w, r, direct, words) - _chunk_cost(n, w, r - 1, direct, words) for w in widths
+    ]
+    lower = set(sorted(range(m), key=lambda j: (-saving[j], j))[: m - a - 1])
+    return [r - 1 if j in lower else r for j in range(m)]
+
+
+def _mih_cost(n: int, bits: int, widths: list[int], threshold: int) -> float:
     """Modelled seconds of one MIH query (probes + expected random candidates + overhead)."""
+    direct = _direct_ok(max(widths), n)
+    radii = pigeonhole_radii(widths, threshold, n)
     words = -(-bits // 64)
-    probes = sum(_ball(w, radius) for w in widths)
-    cands = sum(_ball(w, radius) * n / float(1 << w) for w in widths)
-    if _direct_ok(max(widths), n):
-        per_probe = _C_PROBE
-    else:
-        per_probe = _C_PROBE + _C_SEARCH_STEP * math.log2(max(2, n * len(widths)))
-    return _C_MIH_FIXED + probes * per_probe + cands * (_C_CAND + words * _C_CAND_WORD)
+    return _C_MIH_FIXED + sum(_chunk_cost(n, w, r, direct, words) for w, r in zip(widths, radii))
 
 
 def _linear_cost(n: int, bits: int) -> float:
@@ -334,24 +418,55 @@ def choose_chunks(n: int, bits: int, threshold: int) -> int:
     """Chunk count m with the lowest modelled query cost at this size and threshold."""
     best_m, best_cost = max(1, -(-bits // 32)), math.inf
     for m in range(max(1, -(-bits // 32)), max(1, bits // 4) + 1):
-        cost = _mih_cost(n, bits, _widths(bits, m), threshold // m)
+        cost = _mih_cost(n, bits, _widths(bits, m), threshold)
         if cost < best_cost:
             best_m, best_cost = m, cost
     return best_m
 
 
+def _big_endian_words(arr: np.ndarray) -> np.ndarray:
+    """Rows as big-endian uint64 words (zero-padded), so bit i of the hash is bit 63 - i % 64
+    of word i // 64 and a chunk is a shift and a mask."""
+    words = _to_words(arr)
+    return words.byteswap() if words.dtype.byteorder == "=" and np.little_endian else words.copy()
+
+
+def _stable_order(vals: np.ndarray, width: int) -> np.ndarray:
+    """The stable sorting permutation of chunk values of ``width`` <= 32 bits, as numpy's
+    16-bit radix sort in one or two passes (low half first), ~2x faster than a comparison
+    sort of 10^7 values."""
+    if width <= 16:
+        return np.argsort(vals.astype(np.uint16), kind="stable")
+    order = np.argsort((vals & 0xFFFF).astype(np.uint16), kind="stable")
+    high = (vals >> 16).astype(np.uint16)[order]
+    return order[np.argsort(high, kind="stable")]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How a query at one threshold is answered: by the scan, or by these probes."""
+
+    scan: bool
+    radii: tuple[int, ...]
+    chunk: np.ndarray  # int64, the chunk of each probe
+    key: np.ndarray  # int64, the probe's table key before the query's chunk value is XORed in
+    mask: np.ndarray  # int64, the bits each probe flips in the query's chunk value
+
+
 class MultiIndexHashIndex(HashIndex):
     """Multi-index hashing: m disjoint chunks, one bucket table per chunk.
 
-    Pigeonhole: if d(q, x) <= T then some chunk differs in at most floor(T / m) bits, so probing
-    every chunk value within that radius finds every true match; each candidate is then checked
-    with the full Hamming distance, so the result equals the linear scan's exactly. When the
-    probes would cost more than a scan (large T), the query falls back to the scan -- still exact.
+    Pigeonhole: if d(q, x) <= T, some chunk lies within its radius of the query's chunk (see
+    :func:`pigeonhole_radii`: most chunks at floor(T/m), the rest one lower), so probing every
+    chunk value within those radii finds every true match; each candidate is then checked with
+    the full Hamming distance, so the result equals the linear scan's exactly. When the probes
+    would cost more than a scan (large T), the query falls back to the scan -- still exact.
 
     Bucket tables: chunk values are sorted once (``perm``); a chunk of w <= ~log2(2n) bits gets
     a table of 2**w bucket offsets (two gathers per probe), a wider one keeps the sorted values
-    and uses ``np.searchsorted``. All chunks share one flat ``perm`` and one offset/key array, so
-    a query costs a dozen numpy calls whatever m is.
+    and uses ``np.searchsorted``. All chunks share one flat ``perm`` and one offset/key array,
+    and the probes of a threshold are laid out once (:class:`_Plan`), so a query costs about
+    twenty numpy calls whatever m is.
     """
 
     name = "mih"
@@ -380,22 +495,21 @@ class MultiIndexHashIndex(HashIndex):
         self.widths = _widths(bits, self.chunks)
         self.linear_fallback = bool(linear_fallback)
         # Row-major words: verifying a candidate touches one cache line, not one per word
-        # column (measured ~3x faster than the word-major gather); the fallback scan walks
-        # the same rows as strided word columns.
+        # column; the fallback scan walks the same rows as strided word columns.
         self._rows = _to_words(arr).copy()
         self._starts = np.cumsum([0] + self.widths[:-1]).tolist()
+        self._shifts = [(bits - s - w, (1 << w) - 1) for s, w in zip(self._starts, self.widths)]
         self._direct = _direct_ok(max(self.widths), n)
         self._perm = np.empty(self.chunks * n, np.int32 if n < 2**31 else np.int64)
         tables: list[np.ndarray] = []
         base = 0
         self._base: list[int] = []
+        be = _big_endian_words(arr)
         for j, w in enumerate(self.widths):
-            vals = self._chunk_values(arr, j)
-            small = vals.astype(np.uint16) if w <= 16 else vals
-            order = np.argsort(small, kind="stable" if w <= 16 else "quicksort")
-            self._perm[j * n : (j + 1) * n] = order
+            vals = self._chunk_values(be, j)
+            self._perm[j * n : (j + 1) * n] = _stable_order(vals, w)
             if self._direct:
-                counts = np.bincount(vals.astype(np.int64), minlength=1 << w)
+                counts = np.bincount(vals, minlength=1 << w)
                 offs = np.empty((1 << w) + 1, np.int64)
                 offs[0] = 0
                 np.cumsum(counts, out=offs[1:])
@@ -403,94 +517,116 @@ class MultiIndexHashIndex(HashIndex):
                 self._base.append(base)
                 base += (1 << w) + 1
             else:
-                tables.append((np.uint64(j) << np.uint64(32)) | vals[order])
+                tables.append((j << 32) | vals[self._perm[j * n : (j + 1) * n]])
+                self._base.append(j << 32)
+        del be
         flat = np.concatenate(tables) if tables else np.zeros(1, np.int64)
         if self._direct and flat.size and int(flat.max()) < 2**31:
             flat = flat.astype(np.int32)
         self._table = flat
-        self._probe_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._plans: dict[int, _Plan] = {}
 
     @property
     def nbytes(self) -> int:
         return int(self._rows.nbytes + self._perm.nbytes + self._table.nbytes)
 
-    def _chunk_values(self, arr: np.ndarray, j: int) -> np.ndarray:
-        """Chunk j of every row as uint64; bit 0 is the most significant bit of byte 0."""
+    def _chunk_values(self, be: np.ndarray, j: int) -> np.ndarray:
+        """Chunk j of every row as int64 from the big-endian words (bit 0 is the most
+        significant bit of byte 0); a chunk spans at most two words (w <= 32)."""
         s, w = self._starts[j], self.widths[j]
-        e = s + w
-        k0, k1 = s // 8, (e - 1) // 8
-        v = np.zeros(arr.shape[0], np.uint64)
-        for k in range(k0, k1 + 1):
-            v = (v << np.uint64(8)) | arr[:, k].astype(np.uint64)
-        v >>= np.uint64(8 * (k1 + 1) - e)
-        return v & np.uint64((1 << w) - 1)
+        k, off = divmod(s, 64)
+        mask = np.uint64((1 << w) - 1)
+        if off + w <= 64:
+            v = be[:, k] >> np.uint64(64 - off - w)
+        else:
+            spill = off + w - 64
+            v = (be[:, k] << np.uint64(spill)) | (be[:, k + 1] >> np.uint64(64 - spill))
+        return (v & mask).astype(np.int64)
 
     def _query_chunks(self, q: np.ndarray) -> np.ndarray:
         x = int.from_bytes(q.tobytes(), "big")
-        return np.array(
-            [(x >> (self.bits - s - w)) & ((1 << w) - 1) for s, w in zip(self._starts, self.widths)],
-            dtype=np.uint64,
-        )
+        return np.array([(x >> sh) & mk for sh, mk in self._shifts], dtype=np.int64)
 
-    def _probes(self, radius: int) -> tuple[np.ndarray, np.ndarray]:
-        """(chunk of each probe, XOR mask of each probe) for this radius; cached."""
-        if radius not in self._probe_cache:
-            cs, ms = [], []
-            for j, w in enumerate(self.widths):
-                mk = _masks(w, radius)
-                cs.append(np.full(mk.shape[0], j, np.int64))
-                ms.append(mk)
-            self._probe_cache[radius] = (np.concatenate(cs), np.concatenate(ms))
-        return self._probe_cache[radius]
+    def radii(self, threshold: int) -> list[int]:
+        """Probe radius of each chunk at this threshold (-1: chunk not probed)."""
+        return pigeonhole_radii(self.widths, self._check_threshold(threshold), self._n)
 
     def probe_count(self, threshold: int) -> int:
         """Bucket probes a pigeonhole query at this threshold enumerates."""
-        radius = threshold // self.chunks
-        return sum(_ball(w, radius) for w in self.widths)
+        return sum(_ball(w, r) for w, r in zip(self.widths, self.radii(threshold)))
+
+    def _plan(self, t: int) -> _Plan:
+        """The probes of threshold t, laid out once; later queries reuse them."""
+        plan = self._plans.get(t)
+        if plan is not None:
+            return plan
+        radii = self.radii(t)
+        too_many = self.probe_count(t) > MAX_PROBES
+        if self._n == 0:
+            scan = True
+        elif not self.linear_fallback:
+            scan = False
+        else:
+            lin = _linear_cost(self._n, self.bits) * _ROW_SCAN_FACTOR
+            scan = too_many or _mih_cost(self._n, self.bits, self.widths, t) >= lin
+        cs: list[np.ndarray] = []
+        ms: list[np.ndarray] = []
+        if not scan and not too_many:
+            for j, (w, r) in enumerate(zip(self.widths, radii)):
+                mk = _masks(w, r)
+                cs.append(np.full(mk.shape[0], j, np.int64))
+                ms.append(mk.astype(np.int64))
+        chunk = np.concatenate(cs) if cs else np.zeros(0, np.int64)
+        mask = np.concatenate(ms) if ms else np.zeros(0, np.int64)
+        key = np.asarray(self._base, np.int64)[chunk] if chunk.size else np.zeros(0, np.int64)
+        plan = _Plan(scan, tuple(radii), chunk, key, mask)
+        self._plans[t] = plan
+        return plan
 
     def uses_scan(self, threshold: int) -> bool:
         """Whether a query at this threshold is answered by the scan (modelled cheaper, or
         more than MAX_PROBES probes). Without the fallback, too many probes is an error."""
-        if self._n == 0:
-            return True
-        too_many = self.probe_count(threshold) > MAX_PROBES
-        if not self.linear_fallback:
-            if too_many:
-                raise ConfigError(
-                    f"threshold {threshold} with {self.chunks} chunks needs "
-                    f"{self.probe_count(threshold)} probes (> {MAX_PROBES}); enable linear_fallback"
-                )
-            return False
-        scan = _linear_cost(self._n, self.bits) * _ROW_SCAN_FACTOR
-        return too_many or _mih_cost(self._n, self.bits, self.widths, threshold // self.chunks) >= scan
+        t = self._check_threshold(threshold)
+        if not self.linear_fallback and self._n and self.probe_count(t) > MAX_PROBES:
+            raise ConfigError(
+                f"threshold {t} with {self.chunks} chunks needs "
+                f"{self.probe_count(t)} probes (> {MAX_PROBES}); enable linear_fallback"
+            )
+        return self._plan(t).scan
 
     def candidates(self, h: np.ndarray, threshold: int) -> np.ndarray:
-        """Candidate ids (with repeats) whose some chunk lies within floor(T/m) of the query's."""
+        """Candidate ids (with repeats) whose some chunk lies within its radius of the query's."""
         q = self._check_hash(h)
         t = self._check_threshold(threshold)
         if self.probe_count(t) > MAX_PROBES:
             raise ConfigError(f"threshold {t} needs more than {MAX_PROBES} probes")
-        return self._candidates(q, t)
+        plan = self._plan(t)
+        if plan.scan:  # the scan plan lists no probes; enumerate them for the caller anyway
+            plan = _Plan(False, plan.radii, *self._probe_arrays(plan.radii))
+        return self._candidates(q, plan)
 
-    def _candidates(self, q: np.ndarray, t: int) -> np.ndarray:
-        chunk, mask = self._probes(t // self.chunks)
-        probe = self._query_chunks(q)[chunk] ^ mask
+    def _probe_arrays(self, radii: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cs = [np.full(_ball(w, r), j, np.int64) for j, (w, r) in enumerate(zip(self.widths, radii))]
+        ms = [_masks(w, r).astype(np.int64) for w, r in zip(self.widths, radii)]
+        chunk = np.concatenate(cs)
+        return chunk, np.asarray(self._base, np.int64)[chunk], np.concatenate(ms)
+
+    def _candidates(self, q: np.ndarray, plan: _Plan) -> np.ndarray:
+        key = plan.key + (np.take(self._query_chunks(q), plan.chunk) ^ plan.mask)
         if self._direct:
-            key = np.asarray(self._base, np.int64)[chunk] + probe.astype(np.int64)
-            lo = self._table[key].astype(np.int64)
-            hi = self._table[key + 1].astype(np.int64)
+            lo = np.take(self._table, key)
+            hi = np.take(self._table, key + 1)
         else:
-            key = (chunk.astype(np.uint64) << np.uint64(32)) | probe
             lo = np.searchsorted(self._table, key, "left")
             hi = np.searchsorted(self._table, key, "right")
         counts = hi - lo
-        nz = counts > 0
-        lo, counts = lo[nz], counts[nz]
-        total = int(counts.sum())
+        ends = np.cumsum(counts)
+        total = int(ends[-1]) if ends.size else 0
         if total == 0:
             return np.empty(0, np.int64)
-        shift = np.repeat(lo - (np.cumsum(counts) - counts), counts)
-        return self._perm[shift + np.arange(total)]
+        pos = np.repeat(lo - ends + counts, counts)
+        pos += np.arange(total)
+        return np.take(self._perm, pos)
 
     def query(self, h: np.ndarray, threshold: int) -> Match:
         q = self._check_hash(h)
@@ -498,13 +634,21 @@ class MultiIndexHashIndex(HashIndex):
         qw = _to_words(q.reshape(1, -1))[0]
         if self.uses_scan(t):
             return _scan(self._rows.T, qw, t)
-        cand = self._candidates(q, t)
+        cand = self._candidates(q, self._plan(t))
         if cand.size == 0:
             return _empty_match()
         d = _distances(np.take(self._rows, cand, axis=0).T, qw, slice(None))
-        keep = d <= t
-        ids, first = np.unique(cand[keep].astype(np.int64), return_index=True)
-        return Match(ids, d[keep][first].astype(np.int32))
+        hit = np.flatnonzero(d <= t)
+        if hit.size == 0:
+            return _empty_match()
+        ids = np.take(cand, hit).astype(np.int64)
+        dist = np.take(d, hit).astype(np.int32)
+        if hit.size > 1:  # found through several chunks: sort by id, keep one of each
+            order = np.argsort(ids, kind="stable")
+            ids, dist = ids[order], dist[order]
+            first = np.r_[True, ids[1:] != ids[:-1]]
+            ids, dist = ids[first], dist[first]
+        return Match(ids, dist)
 
     def nearest(self, h: np.ndarray) -> tuple[int, int]:
         """Grow the threshold in steps of m (radius 0, 1, ...) until something matches; each

@@ -5,8 +5,6 @@ code), so a bug shared by the indexes' Hamming helper would still be caught.
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -211,25 +209,108 @@ def test_index_does_not_alias_caller_array():
         assert 5 in idx.query(q, 0).ids
 
 
+def clustered_db(rng: np.random.Generator, n: int, centres: int = 40, nbytes: int = 32) -> np.ndarray:
+    """Clusters of near-duplicates (0-40 bits from a centre), the hard case for both the MIH
+    buckets (crowded) and the scan's partial-distance cut (many rows close on every word)."""
+    c = rng.integers(0, 256, size=(centres, nbytes), dtype=np.uint8)
+    db = c[rng.integers(0, centres, n)]
+    flips = rng.integers(0, 41, n)
+    bits = np.unpackbits(db, axis=1)
+    for i in range(n):
+        bits[i, rng.choice(bits.shape[1], flips[i], replace=False)] ^= 1
+    return np.packbits(bits, axis=1)
+
+
+@pytest.mark.parametrize("nbytes", [8, 16, 24, 32, 40])
+def test_scan_cuts_are_exact_at_every_threshold(nbytes):
+    """The scan's first cut (OR of two words, or a k-word partial sum) must never drop a
+    match, whatever the hash length; clustered rows sit close on every word."""
+    rng = np.random.default_rng(nbytes)
+    db = clustered_db(rng, 700, nbytes=nbytes)
+    lin = LinearScanIndex(db)
+    q = flip(rng, db[5], 12)
+    for t in sorted({0, 1, 15, 31, 32, 39, 40, 41, 63, 64, 95, 127, 128, 200, 8 * nbytes}):
+        if t <= 8 * nbytes:
+            assert_same(lin.query(q, t), *brute(db, q, t))
+
+
+@pytest.mark.parametrize("threshold", [0, 1, 31, 32, 63, 256])
+def test_mih_exact_on_clustered_data_and_edges(threshold):
+    rng = np.random.default_rng(threshold)
+    db = clustered_db(rng, 3000)
+    db[7] = ~db[3]  # a pair at distance 256: only tau = 256 joins them
+    lin = LinearScanIndex(db)
+    for mih in (MultiIndexHashIndex(db, threshold=min(threshold, 31)),
+                MultiIndexHashIndex(db, threshold=threshold, chunks=16, linear_fallback=False)
+                if threshold <= 63 else MultiIndexHashIndex(db)):
+        for q in (db[3], flip(rng, db[100], 20), flip(rng, db[200], 31), ~db[3]):
+            expect = brute(db, q, threshold)
+            assert_same(mih.query(q, threshold), *expect)
+            assert_same(lin.query(q, threshold), *expect)
+    if threshold == 256:
+        assert len(lin.query(db[3], 256)) == 3000
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    nbytes=st.sampled_from([8, 32]),
+    threshold=st.integers(0, 64),
+    chunks=st.integers(2, 24),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_mih_finds_refined_pigeonhole_worst_case(nbytes, threshold, chunks, seed):
+    """Worst case for the refined bound: every chunk differs in one bit more than its radius
+    except one chunk probed at the full radius, which differs in exactly that radius; the
+    total is T (or less when chunks are narrower than the radius)."""
+    rng = np.random.default_rng(seed)
+    bits = 8 * nbytes
+    chunks = max(-(-bits // 32), min(chunks, bits))
+    db = rng.integers(0, 256, size=(300, nbytes), dtype=np.uint8)
+    probe = MultiIndexHashIndex(db, chunks=chunks, linear_fallback=False)
+    assume(probe.probe_count(threshold) <= 1 << 14)
+    radii = probe.radii(threshold)
+    top = max(radii)
+    exact_one = radii.index(top)
+    starts = np.cumsum([0] + probe.widths[:-1])
+    pos: list[int] = []
+    for j, (s, w, r) in enumerate(zip(starts, probe.widths, radii)):
+        k = min(w, r if j == exact_one else r + 1)
+        pos += list(s + rng.choice(w, size=k, replace=False))
+    assume(len(pos) <= threshold)
+    target = int(rng.integers(300))
+    qbits = np.unpackbits(db[target])
+    qbits[pos] ^= 1
+    q = np.packbits(qbits)
+    ids, dists = brute(db, q, threshold)
+    assert target in ids
+    assert_same(probe.query(q, threshold), ids, dists)
+
+
+def test_refined_radii_follow_the_bound():
+    """T = m r + a: a + 1 chunks at r, the others at r - 1, and the bound's arithmetic holds."""
+    db = np.random.default_rng(0).integers(0, 256, size=(1000, 32), dtype=np.uint8)
+    for m in (11, 13, 14, 16):
+        mih = MultiIndexHashIndex(db, chunks=m)
+        r, a = divmod(31, m)
+        radii = mih.radii(31)
+        assert radii.count(r) == a + 1 and radii.count(r - 1) == m - a - 1
+        assert sum(x + 1 for x in radii) == 31 + 1  # one more flip anywhere escapes all probes
+
+
 @pytest.mark.slow
-def test_mih_scale_equal_and_faster():
+def test_mih_scale_equal():
+    """At 2 x 10^5 rows, uniform and clustered, MIH returns the scan's exact sets."""
     rng = np.random.default_rng(11)
     n, t = 200_000, 31
-    db = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
-    lin, mih = LinearScanIndex(db), MultiIndexHashIndex(db, threshold=t)
-    assert not mih.uses_scan(t)
-    qs = [flip(rng, db[int(i)], 15) for i in rng.integers(0, n, 10)]
-    qs += list(rng.integers(0, 256, size=(10, 32), dtype=np.uint8))
-    elapsed = {"lin": 0.0, "mih": 0.0}
-    for q in qs:
-        t0 = time.perf_counter()
-        a = lin.query(q, t)
-        elapsed["lin"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        b = mih.query(q, t)
-        elapsed["mih"] += time.perf_counter() - t0
-        assert_same(b, a.ids, a.distances)
-    for q in qs[:3]:  # spot check against the independent brute force
-        assert_same(a := lin.query(q, t), *brute(db, q, t))
-        assert len(a) >= 1
-    assert elapsed["mih"] < elapsed["lin"]
+    uniform = rng.integers(0, 256, size=(n, 32), dtype=np.uint8)
+    for db in (uniform, clustered_db(rng, 50_000, centres=500)):
+        lin, mih = LinearScanIndex(db), MultiIndexHashIndex(db, threshold=t)
+        assert not mih.uses_scan(t)
+        qs = [flip(rng, db[int(i)], int(k)) for i, k in zip(rng.integers(0, len(db), 10), range(22, 32))]
+        qs += list(rng.integers(0, 256, size=(5, 32), dtype=np.uint8))
+        for q in qs:
+            a = lin.query(q, t)
+            assert_same(mih.query(q, t), a.ids, a.distances)
+        for q in qs[:3]:  # spot check against the independent brute force
+            assert_same(a := lin.query(q, t), *brute(db, q, t))
+            assert len(a) >= 1
