@@ -650,6 +650,58 @@ class MultiIndexHashIndex(HashIndex):
             ids, dist = ids[first], dist[first]
         return Match(ids, dist)
 
+    def query_many(self, hs: np.ndarray, threshold: int) -> list[Match]:
+        """All queries' probes, candidates and distances in one pass of numpy calls per batch
+        of queries (about 2**20 probes), so the per-call overhead is shared; the answer for
+        each row equals :meth:`query`'s."""
+        arr = self._check_many(hs)
+        t = self._check_threshold(threshold)
+        if arr.shape[0] == 0:
+            return []
+        if self.uses_scan(t):
+            return [self.query(row, t) for row in arr]
+        plan = self._plan(t)
+        step = max(1, (1 << 20) // max(1, plan.chunk.size))
+        out: list[Match] = []
+        for s in range(0, arr.shape[0], step):
+            out += self._query_batch(arr[s : s + step], plan, t)
+        return out
+
+    def _query_batch(self, qs: np.ndarray, plan: _Plan, t: int) -> list[Match]:
+        nq, n = qs.shape[0], self._n
+        qc = np.stack([self._query_chunks(q) for q in qs])
+        key = (plan.key[None, :] + (np.take(qc, plan.chunk, axis=1) ^ plan.mask[None, :])).ravel()
+        if self._direct:
+            lo = np.take(self._table, key)
+            hi = np.take(self._table, key + 1)
+        else:
+            lo = np.searchsorted(self._table, key, "left")
+            hi = np.searchsorted(self._table, key, "right")
+        counts = (hi - lo).astype(np.int64)
+        ends = np.cumsum(counts)
+        total = int(ends[-1]) if ends.size else 0
+        if total == 0:
+            return [_empty_match() for _ in range(nq)]
+        pos = np.repeat(lo - ends + counts, counts)
+        pos += np.arange(total)
+        cand = np.take(self._perm, pos).astype(np.int64)
+        qid = np.repeat(np.arange(nq), counts.reshape(nq, -1).sum(axis=1))
+        qw = _to_words(qs)
+        g = np.take(self._rows, cand, axis=0)
+        d = np.bitwise_count(g[:, 0] ^ np.take(qw[:, 0], qid)).astype(np.uint16)
+        for k in range(1, qw.shape[1]):
+            d += np.bitwise_count(g[:, k] ^ np.take(qw[:, k], qid))
+        hit = np.flatnonzero(d <= t)
+        pair = qid[hit] * n + cand[hit]  # sort by (query, id) and drop repeats in one go
+        order = np.argsort(pair, kind="stable")
+        pair, dist = pair[order], d[hit][order]
+        first = np.r_[True, pair[1:] != pair[:-1]] if pair.size else np.zeros(0, bool)
+        pair, dist = pair[first], dist[first]
+        bounds = np.searchsorted(pair // max(n, 1), np.arange(nq + 1))
+        ids = pair % max(n, 1)
+        return [Match(ids[a:b].copy(), dist[a:b].astype(np.int32))
+                for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+
     def nearest(self, h: np.ndarray) -> tuple[int, int]:
         """Grow the threshold in steps of m (radius 0, 1, ...) until something matches; each
         step is exact, so the first non-empty answer holds the true nearest."""

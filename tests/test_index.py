@@ -149,6 +149,23 @@ def test_query_many_matches_query():
             assert_same(m, *brute(db, q, 20))
 
 
+@pytest.mark.parametrize("threshold", [0, 5, 31, 40])
+def test_mih_batched_queries_equal_single_queries_on_clustered_data(threshold):
+    """The batched path sorts (query, id) pairs and drops repeats across chunks; each row
+    must equal the single query and the brute force, empty answers included."""
+    rng = np.random.default_rng(threshold + 100)
+    db = clustered_db(rng, 4000)
+    mih = MultiIndexHashIndex(db, threshold=31, chunks=16, linear_fallback=False)
+    qs = np.stack([flip(rng, db[int(i)], int(k)) for i, k in zip(rng.integers(0, 4000, 12), range(0, 48, 4))]
+                  + list(rng.integers(0, 256, size=(4, 32), dtype=np.uint8)))
+    many = mih.query_many(qs, threshold)
+    assert len(many) == len(qs) and any(len(m) == 0 for m in many)
+    assert sum(len(m) for m in many) > (len(qs) if threshold >= 31 else 0)
+    for q, m in zip(qs, many):
+        assert_same(m, *brute(db, q, threshold))
+    assert mih.query_many(qs[:0], threshold) == []
+
+
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(1, 300), nbytes=st.sampled_from([1, 8, 32]), seed=st.integers(0, 2**32 - 1))
 def test_exact_index_is_set_membership(n, nbytes, seed):

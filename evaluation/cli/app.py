@@ -162,15 +162,18 @@ def export_cmd(run: str = typer.Option("latest", "--run", help="run id or 'lates
 def bench_index_cmd(size: int = typer.Option(100_000, "--size", min=1),
                     threshold: int = typer.Option(31, "--threshold", min=0),
                     queries: int = typer.Option(50, "--queries", min=1),
+                    data: str = typer.Option("uniform", "--data", help="uniform or pdq (clustered real PDQ)"),
+                    repeats: int = typer.Option(3, "--repeats", min=1, help="timing rounds per query"),
+                    peers: bool = typer.Option(True, "--peers/--no-peers", help="FAISS beside ours when installed"),
                     seed: int = SeedOpt, fmt: str = FormatOpt) -> None:
-    """Linear scan vs multi-index hashing on the same list and queries."""
+    """Linear scan and multi-index hashing, beside FAISS's when faiss-cpu is installed."""
     import pandas as pd
     from e2eebench.evaluation.bench.index import bench_index
     from e2eebench.evaluation.run.output import render
     check_format(fmt)
     if threshold > 256:
         raise ConfigError("--threshold must be at most 256 for 256-bit hashes")
-    r = bench_index(size, threshold, n_queries=queries, seed=seed)
+    r = bench_index(size, threshold, n_queries=queries, seed=seed, data=data, repeats=repeats, peers=peers)
     echo(render(pd.DataFrame([r]), fmt, title="bench index", records=r))
 
 
