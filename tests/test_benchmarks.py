@@ -43,6 +43,24 @@ def test_bench_mih_query(benchmark, hashes):
     assert list(m.ids) == list(np.flatnonzero(hamming(hashes, q) <= 31))
 
 
+def test_bench_mih_query_many(benchmark, hashes):
+    index = get_index("mih", hashes, threshold=31)
+    qs = np.stack([_near(hashes[i], 31, seed=i) for i in range(64)])
+    ms = benchmark(index.query_many, qs, 31)
+    assert all(i in m.ids for i, m in enumerate(ms))
+
+
+def test_bench_faiss_multihash_peer(benchmark, hashes):
+    """The peer `e2eebench bench index` sets beside our MIH (exact: nflip = 31 // 16)."""
+    faiss = pytest.importorskip("faiss")
+    index = faiss.IndexBinaryMultiHash(256, 16, 16)
+    index.add(hashes)
+    index.nflip = 1
+    q = _near(hashes[456], 31)
+    lims, dist, ids = benchmark(index.range_search, q[None], 32)
+    assert sorted(ids.tolist()) == list(np.flatnonzero(hamming(hashes, q) <= 31))
+
+
 def test_bench_pdq_hash(benchmark):
     image = get_corpus("dead-leaves", size=256).items(1)[0].image
     h = benchmark(get_hasher("pdq").hash, image)

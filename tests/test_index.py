@@ -331,3 +331,29 @@ def test_mih_scale_equal():
         for q in qs[:3]:  # spot check against the independent brute force
             assert_same(a := lin.query(q, t), *brute(db, q, t))
             assert len(a) >= 1
+
+
+def test_bench_index_checks_every_peer_and_says_when_faiss_is_absent(monkeypatch):
+    from e2eebench.evaluation.bench import index as bench
+
+    r = bench.bench_index(3000, 31, n_queries=6, repeats=1)
+    assert r["results_equal"] and r["n_near"] == 3 and r["matches_mean"] > 0
+    if bench._faiss() is not None:
+        assert r["faiss_results_equal"] and r["faiss_multihash_params"].endswith("nflip 1")
+        assert r["faiss_multihash_over_mih"] == r["faiss_multihash_ms"] / r["mih_ms"]
+    monkeypatch.setattr(bench, "_faiss", lambda: None)
+    r = bench.bench_index(3000, 31, n_queries=4, repeats=1)
+    assert r["faiss"].startswith("absent") and "faiss_multihash_ms" not in r
+    with pytest.raises(ConfigError):
+        bench.bench_index(100, 31, data="gaussian")
+
+
+def test_bench_index_pdq_data_is_clustered_real_hashes():
+    from e2eebench.evaluation.bench.index import pdq_data
+
+    hashes, queries, is_near, info = pdq_data(500, 31, 6, 0.5, seed=0)
+    assert hashes.shape == (500, 32) and info["real_hashes"] == 500
+    lin = LinearScanIndex(hashes)
+    near = [len(lin.query(q, 31)) for q in queries[is_near]]
+    assert sum(n > 0 for n in near) >= 2  # edits of listed images are found
+    assert max(len(lin.query(h, 31)) for h in hashes[:50]) > 1  # entries have neighbours
