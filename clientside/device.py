@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 from PIL import Image
 
@@ -46,11 +46,13 @@ class Messenger:
     """One account's app: its identity, sessions, the scheme's device state."""
 
     def __init__(self, identity: Identity, prekeys: PrekeyDirectory, scheme: Scheme, scheme_state: Any,
-                 provider_name: str = PROVIDER):
+                 provider_name: str = PROVIDER, identities: Mapping[str, bytes] | None = None):
+        """``identities``: the public identities (IK || signing key) this user has verified, by
+        account; without it, peers are pinned on first contact."""
         self.identity = identity
         self.directory = prekeys
         self._ctx: MessageContext | None = None
-        self.mailbox = Mailbox(identity, self._fetch_bundle)
+        self.mailbox = Mailbox(identity, self._fetch_bundle, directory=identities)
         self.scheme, self.state = scheme, scheme_state
         self.provider_name = provider_name
 

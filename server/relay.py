@@ -13,34 +13,44 @@ channel, so bundle bytes are counted.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from e2eebench.protocols.channel import PROVIDER, RECIPIENT, MessageContext
-from e2eebench.protocols.errors import MalformedMessage, ProtocolError
+from e2eebench.protocols.errors import IdentityMismatch, MalformedMessage, ProtocolError
 from e2eebench.protocols.framework import Scheme
 from e2eebench.protocols.messaging import (MODE_TRANSPORT, Delivery, Identity, Mailbox, MessageBody, PrekeyBundle,
                                            parse_envelope)
 
 
 class PrekeyStore:
-    """The provider's directory of prekey bundles."""
+    """The provider's directory of prekey bundles.
+
+    The provider pins an account's identity (IK || signing key) at its first publish and refuses
+    a bundle for that account under any other identity (:class:`IdentityMismatch`). In a real
+    service the provider authenticates the account by its connection (registration, a login
+    credential); the simulation has no connections, so this pinning stands for it.
+    """
 
     def __init__(self) -> None:
         self._bundles: dict[str, PrekeyBundle] = {}
+        self.identities: dict[str, bytes] = {}
 
     def publish(self, data: bytes) -> str:
         """Store a published bundle (signature and keys checked on decode); returns its account."""
-        bundle = PrekeyBundle.decode(data)
-        self._bundles[bundle.name] = bundle
-        return bundle.name
+        b = PrekeyBundle.decode(data)
+        pinned = self.identities.setdefault(b.name, b.identity)
+        if pinned != b.identity:
+            raise IdentityMismatch(f"a bundle for {b.name!r} under an identity other than the account's")
+        self._bundles[b.name] = b
+        return b.name
 
     def serve(self, name: str) -> bytes:
         b = self._bundles.get(name)
         if b is None:
             raise ProtocolError(f"no prekey bundle published for {name!r}")
-        served = PrekeyBundle(b.name, b.ik, b.sig_key, b.spk_id, b.spk, b.spk_sig, b.opks[:1])
-        self._bundles[name] = PrekeyBundle(b.name, b.ik, b.sig_key, b.spk_id, b.spk, b.spk_sig, b.opks[1:])
-        return served.encode()
+        self._bundles[name] = replace(b, opks=b.opks[1:])
+        return replace(b, opks=b.opks[:1]).encode()
 
 
 class Relay:
@@ -48,7 +58,9 @@ class Relay:
         self.scheme, self.state = scheme, state
         self.prekeys = prekeys
         prekeys.publish(identity.bundle())
-        self.mailbox = Mailbox(identity, prekeys.serve)  # the provider's own directory: no wire to cross
+        # the provider's own directory: no wire to cross; the identities it pinned are authoritative
+        self.mailbox = Mailbox(identity, prekeys.serve, directory=prekeys.identities)
+        self.identity = identity
 
     def handle(self, data: bytes, ctx: MessageContext) -> Delivery:
         """Process one envelope from a device; returns what is delivered to the recipient."""

@@ -9,16 +9,16 @@ import pytest
 from e2eebench.clientside.device import Messenger, encode_png
 from e2eebench.clientside.hashing import get_hasher
 from e2eebench.protocols.channel import PROVIDER, RECIPIENT, Channel, Ledger, MessageContext, PartyClock
-from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage, ReplayError
-from e2eebench.protocols.franking import COMMIT_BYTES, REPORT_LABEL, UserReportFranking, encode_report
-from e2eebench.protocols.messaging import Identity, parse_envelope
+from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, IdentityMismatch, MalformedMessage, ReplayError
+from e2eebench.protocols.franking import COMMIT_BYTES, REPORT_LABEL, UserReportFranking, commitment, encode_report
+from e2eebench.protocols.messaging import Identity, Mailbox, MessageBody, PrekeyBundle, parse_envelope
 from e2eebench.protocols import wire
 from e2eebench.server.database import KnownHashDatabase
 from e2eebench.server.relay import PrekeyStore, Relay
 from e2eebench.evaluation.data.corpora import get_corpus
 
 
-def _setup(report_rate=1.0, seed=0):
+def _setup(report_rate=1.0, seed=0, directory=False):
     items = get_corpus("dead-leaves", seed=4, size=96).items(3)
     hasher = get_hasher("pdq")
     db = KnownHashDatabase.from_images([items[0]], [hasher])
@@ -30,10 +30,12 @@ def _setup(report_rate=1.0, seed=0):
     prekeys = PrekeyStore()
     rng = np.random.default_rng(seed)
     devs = {}
+    ids = {n: Identity.generate(n, rng.bytes) for n in ("alice", "bob", PROVIDER)}
+    known = {n: i.identity for n, i in ids.items()} if directory else None
     for n in ("alice", "bob"):
-        devs[n] = Messenger(Identity.generate(n, rng.bytes), prekeys, scheme, scheme.device_load(bundle, n, ctx("b")))
+        devs[n] = Messenger(ids[n], prekeys, scheme, scheme.device_load(bundle, n, ctx("b")), identities=known)
         devs[n].register(ctx("p", n))
-    relay = Relay(scheme, pstate, Identity.generate(PROVIDER, rng.bytes), prekeys)
+    relay = Relay(scheme, pstate, ids[PROVIDER], prekeys)
     scheme.connect(ch, pstate, lambda a: devs[a].state)
     return scheme, pstate, devs, relay, ctx, items, ch
 
@@ -120,3 +122,37 @@ def test_report_rate_is_a_seeded_share():
     assert len(decisions) == 200 and 0.2 < np.mean(decisions) < 0.4
     with pytest.raises(ConfigError):
         UserReportFranking(get_hasher("pdq"), report_rate=1.5)
+
+
+# --- who sent it: the identity behind a sender name -------------------------------------------------
+
+def test_provider_refuses_a_bundle_for_an_account_under_another_identity():
+    scheme, pstate, devs, relay, ctx, items, ch = _setup()
+    impostor = Identity.generate("alice", np.random.default_rng(99).bytes)
+    with pytest.raises(IdentityMismatch):
+        relay.prekeys.publish(impostor.bundle())
+    assert PrekeyBundle.decode(relay.prekeys.serve("alice")).identity == devs["alice"].identity.identity
+
+
+def _mallory_as_alice(relay, ctx, image):
+    """A stranger's message, under alice's name, stamped by the relay as alice's."""
+    mallory = Identity.generate("alice", np.random.default_rng(98).bytes)
+    c = ctx("m-mallory")
+    c.extra["recipient_judges_abusive"] = True
+    body, kf = MessageBody(image=encode_png(image)).encode(), c.random_bytes(32)
+    env = Mailbox(mallory, relay.prekeys.serve).session_to("bob", random_bytes=c.random_bytes).encrypt(
+        body, commitment(kf, body), kf)
+    return relay.handle(env, c), c
+
+
+@pytest.mark.parametrize("directory", [True, False])
+def test_a_strangers_message_stamped_as_alices_is_refused_so_no_report_blames_alice(directory):
+    scheme, pstate, devs, relay, ctx, items, ch = _setup(directory=directory)
+    if not directory:  # trust on first use: bob has heard from the real alice once
+        _send(devs, relay, ctx, items[2].image, "m0", False)
+    delivery, c = _mallory_as_alice(relay, ctx, items[0].image)
+    with pytest.raises(IdentityMismatch):
+        devs["bob"].receive(delivery, c)
+    assert [x for x in c.ledger.learned_by(PROVIDER, "report") if x.message_id == "m-mallory"] == []
+    assert "alice" not in devs["bob"].mailbox.sessions or \
+        devs["bob"].mailbox.sessions["alice"].peer_identity == devs["alice"].identity.identity

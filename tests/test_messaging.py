@@ -18,10 +18,12 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from e2eebench.protocols import messaging as msg
-from e2eebench.protocols.crypto import KeyPair, aead_decrypt, hkdf
-from e2eebench.protocols.errors import AuthenticationFailed, MalformedMessage, ProtocolError, ReplayError
+from e2eebench.protocols.crypto import KeyPair, SigningKey, aead_decrypt, hkdf
+from e2eebench.protocols.errors import (AuthenticationFailed, IdentityMismatch, MalformedMessage, ProtocolError,
+                                        ReplayError)
 from e2eebench.protocols.messaging import (MAX_SKIP, Identity, Mailbox, MessageBody, PrekeyBundle,
                                            parse_envelope)
+from e2eebench.server.relay import PrekeyStore
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -196,6 +198,62 @@ def test_low_order_ratchet_key_in_an_envelope_is_malformed():
         parse_envelope(env[:off] + bytes(32) + env[off + 32:])
 
 
+# --- identities: the pair (identity key, signing key), pinned and checked ----------------------------
+
+def _foreign_signed_bundle(victim: Identity, rng) -> bytes:
+    """The victim's real IK with a signing key and a signed prekey the attacker holds."""
+    sig, spk = SigningKey.generate(rng.bytes), KeyPair.generate(rng.bytes)
+    s = sig.sign(msg._spk_message(victim.name, victim.public, 1, spk.public_bytes))
+    return PrekeyBundle(victim.name, victim.public, sig.public_bytes, 1, spk.public_bytes, s).encode()
+
+
+def test_bundle_with_the_real_identity_key_and_a_foreign_signing_key_is_refused():
+    rng = np.random.default_rng(40)
+    a, b = Identity.generate("alice", rng.bytes), Identity.generate("bob", rng.bytes)
+    forged = _foreign_signed_bundle(b, rng)
+    PrekeyBundle.decode(forged)  # the signature verifies: only the identity check can refuse it
+    directory = {"alice": a.identity, "bob": b.identity}
+    with pytest.raises(IdentityMismatch):
+        Mailbox(a, {"bob": forged}, directory=directory).session_to("bob", random_bytes=rng.bytes)
+    # without a directory: the pair pinned on first contact refuses it for the next session
+    served = {"bob": b.bundle()}
+    A = Mailbox(a, lambda peer: served[peer])
+    A.session_to("bob", random_bytes=rng.bytes)
+    assert A.pinned["bob"] == b.public + b.signing.public_bytes
+    del A.sessions["bob"]
+    served["bob"] = forged
+    with pytest.raises(IdentityMismatch):
+        A.session_to("bob", random_bytes=rng.bytes)
+
+
+def test_x3dh_ad_binds_both_identity_keys_and_both_signing_keys():
+    A, B, rng = pair(41)
+    B.receive(A.session_to("bob", random_bytes=rng.bytes).encrypt(b"x"))
+    expect = A.me.public + A.me.signing.public_bytes + B.me.public + B.me.signing.public_bytes
+    assert A.sessions["bob"].ad == B.sessions["alice"].ad == expect and len(expect) == 128
+
+
+def test_responder_refuses_an_initiator_whose_identity_is_not_the_directorys():
+    rng = np.random.default_rng(42)
+    a, b = Identity.generate("alice", rng.bytes), Identity.generate("bob", rng.bytes)
+    mallory = Identity.generate("alice", rng.bytes)  # her own keys, under alice's name
+    bundles = {"bob": b.bundle()}
+    env = Mailbox(mallory, bundles).session_to("bob", random_bytes=rng.bytes).encrypt(b"from alice")
+    B = Mailbox(b, bundles, directory={"alice": a.identity, "bob": b.identity})
+    opks = dict(b.opks)
+    with pytest.raises(IdentityMismatch):
+        B.receive(env)
+    assert B.sessions == {} and b.opks == opks
+    with pytest.raises(IdentityMismatch):  # a name the directory does not list
+        Mailbox(b, bundles, directory={"bob": b.identity}).receive(env)
+    # without a directory: once alice is pinned, a new session under her name and another key is refused
+    T = Mailbox(b, bundles)
+    T.receive(Mailbox(a, bundles).session_to("bob", random_bytes=rng.bytes).encrypt(b"hi"))
+    with pytest.raises(IdentityMismatch):
+        T.receive(env)
+    assert T.sessions["alice"].peer_identity == a.identity
+
+
 # --- forward secrecy and post-compromise security ------------------------------------------------
 
 def _chain_keys(ck: bytes, n: int) -> list[bytes]:
@@ -363,15 +421,15 @@ def test_envelope_known_answer():
 
 def test_envelope_layout_matches_the_docstring():
     env = bytes.fromhex(json.loads((VECTORS / "envelope_kat.json").read_text())["outputs"]["prekey_message"])
-    assert env[:4] == b"E2EB" and list(env[4:9]) == [2, 1, 2, 1, 5]
+    assert env[:4] == b"E2EB" and list(env[4:9]) == [3, 1, 2, 1, 5]
     assert env[9:14] == b"alice" and env[14] == 3 and env[15:18] == b"bob"
     p = parse_envelope(env)
-    assert env[18:50] == p.prekey.ik and env[50:82] == p.prekey.ek
-    assert struct.unpack(">II", env[82:90]) == (p.prekey.spk_id, p.prekey.opk_id) == (1, 0)
-    assert env[90:122] == p.dh and struct.unpack(">III", env[122:134]) == (0, 0, 8)
-    assert env[134:142] == b"\xd0" * 8
-    (clen,) = struct.unpack(">I", env[142:146])
-    assert clen == len(env) - 146 == 2 + 4 + len(b"hello bob") + 16
+    assert env[18:50] == p.prekey.ik and env[50:82] == p.prekey.sig_key and env[82:114] == p.prekey.ek
+    assert struct.unpack(">II", env[114:122]) == (p.prekey.spk_id, p.prekey.opk_id) == (1, 0)
+    assert env[122:154] == p.dh and struct.unpack(">III", env[154:166]) == (0, 0, 8)
+    assert env[166:174] == b"\xd0" * 8
+    (clen,) = struct.unpack(">I", env[174:178])
+    assert clen == len(env) - 178 == 2 + 4 + len(b"hello bob") + 16
     r = bytes.fromhex(json.loads((VECTORS / "envelope_kat.json").read_text())["outputs"]["ratchet_message"])
     assert r[7] == msg.KIND_RATCHET and len(r) == 76 + 3 + 5 + 8 + len(b"hello alice")
 
