@@ -10,7 +10,8 @@ from e2eebench.clientside.device import Messenger, encode_png
 from e2eebench.clientside.hashing import get_hasher
 from e2eebench.protocols.channel import PROVIDER, RECIPIENT, Channel, Ledger, MessageContext, PartyClock
 from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, IdentityMismatch, MalformedMessage, ReplayError
-from e2eebench.protocols.franking import COMMIT_BYTES, REPORT_LABEL, UserReportFranking, commitment, encode_report
+from e2eebench.protocols.franking import (COMMIT_BYTES, REPORT_LABEL, UserReportFranking, commitment, encode_report,
+                                         seal_report)
 from e2eebench.protocols.messaging import Identity, Mailbox, MessageBody, PrekeyBundle, parse_envelope
 from e2eebench.protocols import wire
 from e2eebench.server.database import KnownHashDatabase
@@ -61,6 +62,16 @@ def test_reported_known_image_is_detected_and_the_reporter_learns_nothing():
     assert len(parse_envelope(sent2.envelope).payload) == COMMIT_BYTES  # one size whatever the verdict
 
 
+def test_the_report_travels_sealed_to_the_provider():
+    scheme, pstate, devs, relay, ctx, items, ch = _setup()
+    sent, delivery, c = _send(devs, relay, ctx, items[0].image, "m1", True)
+    reports = [data for t, data in ch.ledger.received[PROVIDER] if t.label == REPORT_LABEL]
+    assert len(reports) == 1
+    image = encode_png(items[0].image)
+    assert image[:64] not in reports[0] and sent.body not in reports[0] and b"alice" not in reports[0]
+    assert len(reports[0]) == 32 + len(encode_report(sent.body, bytes(32), "alice", "bob", delivery.stamp)) + 16
+
+
 def test_without_a_report_the_provider_learns_nothing():
     scheme, pstate, devs, relay, ctx, items, ch = _setup(report_rate=0.0)
     _, _, c = _send(devs, relay, ctx, items[0].image, "m1", True)
@@ -79,7 +90,8 @@ def _report_parts(devs, relay, ctx, items):
 def test_forged_or_altered_reports_are_rejected():
     scheme, pstate, devs, relay, ctx, items, ch = _setup()
     d, c = _report_parts(devs, relay, ctx, items)
-    good = encode_report(d.body, d.sealed, d.sender, "bob", d.stamp)
+    key = pstate["report_keys"].public_bytes
+    good = seal_report(key, encode_report(d.body, d.sealed, d.sender, "bob", d.stamp), c)
     other_body = encode_png(items[1].image)
     forged = [
         encode_report(d.body[:-1] + bytes([d.body[-1] ^ 1]), d.sealed, d.sender, "bob", d.stamp),  # altered message
@@ -91,10 +103,16 @@ def test_forged_or_altered_reports_are_rejected():
     ]
     for bad in forged:
         with pytest.raises(AuthenticationFailed):
-            scheme.provider_answer(pstate, REPORT_LABEL, bad, c)
-    for bad in (b"", good[:-3], wire.pack(b"FRR1", [b"x"]), good + b"\x00"):
+            scheme.provider_answer(pstate, REPORT_LABEL, seal_report(key, bad, c), c)
+    inner = encode_report(d.body, d.sealed, d.sender, "bob", d.stamp)
+    for bad in (b"", inner[:-3], wire.pack(b"FRR1", [b"x"]), inner + b"\x00"):
         with pytest.raises(MalformedMessage):
+            scheme.provider_answer(pstate, REPORT_LABEL, seal_report(key, bad, c), c)
+    for bad in (good[:-1], good[:-1] + bytes([good[-1] ^ 1]), inner):  # tampered, or not sealed
+        with pytest.raises(AuthenticationFailed):
             scheme.provider_answer(pstate, REPORT_LABEL, bad, c)
+    with pytest.raises(AuthenticationFailed):  # sealed for another message: does not open here
+        scheme.provider_answer(pstate, REPORT_LABEL, seal_report(key, inner, ctx("m-other")), c)
     assert scheme.provider_answer(pstate, REPORT_LABEL, good, c) == b"\x00"
     with pytest.raises(ReplayError):
         scheme.provider_answer(pstate, REPORT_LABEL, good, c)
