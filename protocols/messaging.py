@@ -23,6 +23,13 @@ message, whose (IK, SIG) differs from the directory's or the pinned pair is an
 :class:`IdentityMismatch`. Every public key in a bundle or envelope is checked at load: a
 low-order X25519 key is a :class:`MalformedMessage`.
 
+Prekey lifecycle. A device tops up its one-time prekeys when the provider reports fewer than
+``LOW_PREKEYS`` left (:meth:`Identity.add_prekeys`), and draws a new signed prekey after
+``SPK_ROTATE_SESSIONS`` sessions it answered (:meth:`Identity.rotate_spk`); the previous SPK's
+private key is kept for one rotation (grace for initial messages already in flight) and then
+deleted. For each SPK it keeps, a responder remembers the ephemeral keys EK_A of the initial
+messages it accepted, so a replayed initial message (the only kind a spent one-time prekey
+does not already stop) is a :class:`ReplayError` instead of a replacement of the live session.
 
 X3DH (initiator A, responder B, ephemeral EK_A)::
 
@@ -97,6 +104,8 @@ NO_OPK = 0xFFFFFFFF
 MAX_SKIP = 1000
 MAX_FIELD = 1 << 30
 DEFAULT_PREKEYS = 8
+LOW_PREKEYS = 3  # the provider asks a device for more one-time prekeys below this many
+SPK_ROTATE_SESSIONS = 16  # a device draws a new signed prekey after answering this many sessions
 PREKEY_HEADER_BYTES = 104
 
 
@@ -176,6 +185,10 @@ class Identity:
     spk: KeyPair
     spk_sig: bytes
     opks: dict[int, KeyPair] = field(default_factory=dict)
+    old_spks: dict[int, KeyPair] = field(default_factory=dict)  # previous SPK, kept one rotation
+    seen_eks: dict[int, set[bytes]] = field(default_factory=dict)  # per SPK id: EK_A of accepted initial messages
+    answered: int = 0  # sessions answered since the SPK was drawn
+    max_opk_id: int = -1  # highest one-time prekey id ever drawn (ids are never reused)
 
     @classmethod
     def generate(cls, name: str, random_bytes: RandomBytes = os.urandom,
@@ -192,6 +205,30 @@ class Identity:
     def identity(self) -> bytes:
         """The public identity the directory lists and peers pin: IK || Ed25519 signing key."""
         return self.keypair.public_bytes + self.signing.public_bytes
+
+    def signed_prekey(self, spk_id: int) -> KeyPair | None:
+        return self.spk if spk_id == self.spk_id else self.old_spks.get(spk_id)
+
+    def add_prekeys(self, n: int, random_bytes: RandomBytes) -> bytes:
+        """Draw ``n`` one-time prekeys with fresh ids; returns the bundle publishing only them."""
+        start = max([*self.opks, self.max_opk_id]) + 1
+        new = {start + i: KeyPair.generate(random_bytes) for i in range(n)}
+        self.opks.update(new)
+        self.max_opk_id = start + n - 1
+        return self._bundle(sorted(new.items()))
+
+    def rotate_spk(self, random_bytes: RandomBytes) -> bytes:
+        """A new signed prekey; the previous one is kept for one rotation, the one before it (and the
+        ephemeral keys remembered for it) deleted. Returns the bundle publishing the new SPK."""
+        for old in list(self.old_spks):
+            del self.old_spks[old]
+            self.seen_eks.pop(old, None)
+        self.old_spks[self.spk_id] = self.spk
+        self.spk_id += 1
+        self.spk = KeyPair.generate(random_bytes)
+        self.spk_sig = self.signing.sign(_spk_message(self.name, self.public, self.spk_id, self.spk.public_bytes))
+        self.answered = 0
+        return self._bundle([])
 
     def _bundle(self, opks: list[tuple[int, KeyPair]]) -> bytes:
         return PrekeyBundle(self.name, self.public, self.signing.public_bytes, self.spk_id,
@@ -356,6 +393,7 @@ class Delivery:
 
     envelope: bytes
     stamp: bytes = b""
+    prekeys_left: int | None = None  # set when the provider asks the recipient for more one-time prekeys
 
 
 class Session:
@@ -393,9 +431,11 @@ class Session:
         h = env.prekey
         if h is None:
             raise ProtocolError(f"no session with {env.sender!r} and the envelope is not a prekey message")
-        if h.spk_id != me.spk_id:
-            raise ProtocolError(f"signed prekey {h.spk_id} is not current")
-        spk = me.spk
+        spk = me.signed_prekey(h.spk_id)
+        if spk is None:
+            raise ProtocolError(f"signed prekey {h.spk_id} is not current (or was deleted after rotation)")
+        if h.ek in me.seen_eks.get(h.spk_id, ()):
+            raise ReplayError("this initial message was already accepted (replayed X3DH ephemeral key)")
         dhs = [spk.exchange(h.ik), me.keypair.exchange(h.ek), spk.exchange(h.ek)]
         if h.opk_id != NO_OPK:
             opk = me.opks.get(h.opk_id)
@@ -541,11 +581,14 @@ class Mailbox:
         elif session is None:
             raise ProtocolError(f"no session with {env.sender!r} and the envelope is not a prekey message")
         body, sealed = session.decrypt(env)
-        # a new session is kept (its one-time prekey deleted, the sender's identity pinned) only
-        # once its first message authenticates, so forged prekey messages leave no state behind
+        # a new session is kept (its one-time prekey deleted, its ephemeral key remembered, the
+        # sender's identity pinned) only once its first message authenticates, so forged prekey
+        # messages leave no state behind
         self.sessions[env.sender] = session
         if fresh:
             self.me.opks.pop(opk_id, None)
+            self.me.seen_eks.setdefault(h.spk_id, set()).add(h.ek)
+            self.me.answered += 1
             self.pinned.setdefault(env.sender, h.identity)
         return Delivered(env.sender, body, env.payload, sealed, bytes(data), stamp)
 

@@ -1,6 +1,7 @@
 """user-report-franking: commitment, provider stamp, verified reports, forged reports rejected."""
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import numpy as np
@@ -12,7 +13,8 @@ from e2eebench.protocols.channel import PROVIDER, RECIPIENT, Channel, Ledger, Me
 from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, IdentityMismatch, MalformedMessage, ReplayError
 from e2eebench.protocols.franking import (COMMIT_BYTES, REPORT_LABEL, UserReportFranking, commitment, encode_report,
                                          seal_report)
-from e2eebench.protocols.messaging import Identity, Mailbox, MessageBody, PrekeyBundle, parse_envelope
+from e2eebench.protocols.messaging import (DEFAULT_PREKEYS, LOW_PREKEYS, Identity, Mailbox, MessageBody, PrekeyBundle,
+                                           parse_envelope)
 from e2eebench.protocols import wire
 from e2eebench.server.database import KnownHashDatabase
 from e2eebench.server.relay import PrekeyStore, Relay
@@ -174,3 +176,19 @@ def test_a_strangers_message_stamped_as_alices_is_refused_so_no_report_blames_al
     assert [x for x in c.ledger.learned_by(PROVIDER, "report") if x.message_id == "m-mallory"] == []
     assert "alice" not in devs["bob"].mailbox.sessions or \
         devs["bob"].mailbox.sessions["alice"].peer_identity == devs["alice"].identity.identity
+
+
+def test_the_provider_asks_for_more_one_time_prekeys_and_the_device_tops_up_on_the_channel():
+    scheme, pstate, devs, relay, ctx, items, ch = _setup()
+    while relay.prekeys.remaining("bob") >= LOW_PREKEYS:
+        relay.prekeys.serve("bob")  # other senders starting sessions with bob
+    sent, delivery, c = _send(devs, relay, ctx, items[2].image, "m-low", False)
+    assert delivery.prekeys_left is not None and delivery.prekeys_left < LOW_PREKEYS
+    assert relay.prekeys.remaining("bob") == DEFAULT_PREKEYS
+    labels = [(t.sender, t.receiver, t.label) for t in ch.transfers if t.message_id == "prekeys:m-low"]
+    assert labels == [(PROVIDER, RECIPIENT, "prekeys:low"), (RECIPIENT, PROVIDER, "prekeys:publish")]
+    published = [t.size for t in ch.transfers if t.message_id == "prekeys:m-low" and t.label == "prekeys:publish"]
+    empty = dataclasses.replace(PrekeyBundle.decode(devs["bob"].identity.bundle()), opks=())
+    assert published[0] == len(empty.encode()) + 36 * (DEFAULT_PREKEYS - delivery.prekeys_left)
+    _, later, _ = _send(devs, relay, ctx, items[2].image, "m-after", False)
+    assert later.prekeys_left is None

@@ -254,6 +254,57 @@ def test_responder_refuses_an_initiator_whose_identity_is_not_the_directorys():
     assert T.sessions["alice"].peer_identity == a.identity
 
 
+def test_replayed_initial_message_without_one_time_prekey_is_refused():
+    """No OPK left: the replay of an old initial message must not replace the live session."""
+    rng = np.random.default_rng(43)
+    a, b = Identity.generate("alice", rng.bytes), Identity.generate("bob", rng.bytes, n_prekeys=0)
+    d = {"alice": a.bundle(), "bob": b.bundle()}
+    A, B = Mailbox(a, d), Mailbox(b, d)
+    old = A.session_to("bob", random_bytes=rng.bytes).encrypt(b"old")
+    assert parse_envelope(old).prekey.opk_id == msg.NO_OPK
+    B.receive(old)
+    del A.sessions["bob"]  # alice starts a newer session (a reinstall, say)
+    B.receive(A.session_to("bob", random_bytes=rng.bytes).encrypt(b"new"))
+    live = B.sessions["alice"]
+    with pytest.raises(ReplayError):
+        B.receive(old)
+    assert B.sessions["alice"] is live
+    assert B.receive(A.sessions["bob"].encrypt(b"still live"))[1] == b"still live"
+
+
+def test_one_time_prekeys_are_topped_up_with_fresh_ids_and_published():
+    rng = np.random.default_rng(44)
+    b = Identity.generate("bob", rng.bytes, n_prekeys=2)
+    store = PrekeyStore()
+    store.publish(b.bundle())
+    store.serve("bob"), store.serve("bob")
+    assert store.remaining("bob") == 0
+    store.publish(b.add_prekeys(5, rng.bytes))
+    assert store.remaining("bob") == 5
+    served = PrekeyBundle.decode(store.serve("bob"))
+    assert served.opks[0][0] == 2 and served.opks[0][0] in b.opks  # ids continue, never reused
+
+
+def test_signed_prekey_rotates_and_the_old_one_is_deleted_after_its_grace():
+    rng = np.random.default_rng(45)
+    a, b = Identity.generate("alice", rng.bytes), Identity.generate("bob", rng.bytes, n_prekeys=0)
+    d = {"alice": a.bundle(), "bob": b.bundle()}
+    in_flight = Mailbox(a, d).session_to("bob", random_bytes=rng.bytes).encrypt(b"on spk 1")
+    store = PrekeyStore()
+    store.publish(b.bundle())
+    store.publish(b.rotate_spk(rng.bytes))
+    assert PrekeyBundle.decode(store.serve("bob")).spk_id == b.spk_id == 2
+    assert Mailbox(b, d).receive(in_flight)[1] == b"on spk 1"  # grace: the previous SPK still answers
+    b.rotate_spk(rng.bytes)
+    assert 1 not in b.old_spks and 1 not in b.seen_eks
+    with pytest.raises(ProtocolError):
+        Mailbox(b, d).receive(in_flight)
+    stale = KeyPair.generate(rng.bytes).public_bytes
+    sig = b.signing.sign(msg._spk_message(b.name, b.public, 1, stale))
+    with pytest.raises(ReplayError):  # the provider keeps the newest signed prekey
+        store.publish(PrekeyBundle(b.name, b.public, b.signing.public_bytes, 1, stale, sig).encode())
+
+
 # --- forward secrecy and post-compromise security ------------------------------------------------
 
 def _chain_keys(ck: bytes, n: int) -> list[bytes]:
@@ -304,9 +355,10 @@ def _x3dh_roots(victim: Identity, envs: list[bytes]) -> list[bytes]:
         h = parse_envelope(e).prekey
         if h is None:
             continue
-        base = [victim.spk.exchange(h.ik), victim.keypair.exchange(h.ek), victim.spk.exchange(h.ek)]
-        roots.append(msg._x3dh_kdf(base))
-        roots += [msg._x3dh_kdf(base + [opk.exchange(h.ek)]) for opk in victim.opks.values()]
+        for spk in (victim.spk, *victim.old_spks.values()):
+            base = [spk.exchange(h.ik), victim.keypair.exchange(h.ek), spk.exchange(h.ek)]
+            roots.append(msg._x3dh_kdf(base))
+            roots += [msg._x3dh_kdf(base + [opk.exchange(h.ek)]) for opk in victim.opks.values()]
     return roots
 
 
@@ -314,7 +366,7 @@ def _everything(*mailboxes: Mailbox, envs: list[bytes]):
     privates, roots, chains, skipped = [], [], [], []
     for mb in mailboxes:
         me = mb.me
-        privates += [me.keypair, me.spk, *me.opks.values()]
+        privates += [me.keypair, me.spk, *me.old_spks.values(), *me.opks.values()]
         for s in mb.sessions.values():
             st = s.state
             roots.append(st.rk)
@@ -365,6 +417,29 @@ def test_forward_secrecy_fails_without_ratchet_steps_if_the_one_time_prekey_is_k
     B.me.opks.update(opks)  # undo the deletion
     keys = attacker_message_keys(*_everything(B, envs=[first]))
     assert _opens(first, A.sessions["bob"].ad, keys)
+
+
+def test_one_way_session_without_one_time_prekey_is_exposed_until_its_signed_prekey_is_deleted():
+    """What holds without an OPK and without a reply (no DH ratchet step): a full compromise
+    opens the whole recorded session while the responder still holds the signed prekey's
+    private key (through the grace of one rotation), and none of it once that key is deleted."""
+    rng = np.random.default_rng(13)
+    a, b = Identity.generate("alice", rng.bytes), Identity.generate("bob", rng.bytes, n_prekeys=0)
+    d = {"alice": a.bundle(), "bob": b.bundle()}
+    A, B = Mailbox(a, d), Mailbox(b, d)
+    s = A.session_to("bob", random_bytes=rng.bytes)
+    envs = [s.encrypt(f"one-way {i}".encode()) for i in range(3)]
+    for e in envs:
+        B.receive(e)
+    ad = s.ad
+    def opened():
+        keys = attacker_message_keys(*_everything(A, B, envs=envs))
+        return [_opens(e, ad, keys) for e in envs]
+    assert opened() == [True, True, True]
+    b.rotate_spk(rng.bytes)
+    assert opened() == [True, True, True]  # the grace period: the old SPK private key is still held
+    b.rotate_spk(rng.bytes)
+    assert opened() == [False, False, False]
 
 
 def test_post_compromise_recovery_after_one_dh_ratchet_step():
