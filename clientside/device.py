@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 from PIL import Image
 
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
 from e2eebench.protocols.framework import Prepared, Scheme
-from e2eebench.protocols.messaging import MODE_TRANSPORT, Delivered, Delivery, Identity, Mailbox, MessageBody
+from e2eebench.protocols.messaging import (DEFAULT_PREKEYS, MODE_TRANSPORT, SPK_ROTATE_SESSIONS, Delivered, Delivery,
+                                           Identity, Mailbox, MessageBody)
 
 
 class PrekeyDirectory(Protocol):
@@ -25,6 +26,8 @@ class PrekeyDirectory(Protocol):
     def publish(self, data: bytes) -> str: ...
 
     def serve(self, name: str) -> bytes: ...
+
+    def remaining(self, name: str) -> int: ...
 
 
 def encode_png(image: Image.Image) -> bytes:
@@ -46,11 +49,13 @@ class Messenger:
     """One account's app: its identity, sessions, the scheme's device state."""
 
     def __init__(self, identity: Identity, prekeys: PrekeyDirectory, scheme: Scheme, scheme_state: Any,
-                 provider_name: str = PROVIDER):
+                 provider_name: str = PROVIDER, identities: Mapping[str, bytes] | None = None):
+        """``identities``: the public identities (IK || signing key) this user has verified, by
+        account; without it, peers are pinned on first contact."""
         self.identity = identity
         self.directory = prekeys
         self._ctx: MessageContext | None = None
-        self.mailbox = Mailbox(identity, self._fetch_bundle)
+        self.mailbox = Mailbox(identity, self._fetch_bundle, directory=identities)
         self.scheme, self.state = scheme, scheme_state
         self.provider_name = provider_name
 
@@ -110,4 +115,22 @@ class Messenger:
         if ctx is not None:
             with ctx.role(RECIPIENT):
                 self.scheme.recipient_receive(self.state, d, ctx)
+            self._refresh_prekeys(delivery, ctx)
         return d.sender, d.body
+
+    def _refresh_prekeys(self, delivery: Delivery, ctx: MessageContext) -> None:
+        """Top up one-time prekeys when the provider asked, and rotate the signed prekey after
+        ``SPK_ROTATE_SESSIONS`` answered sessions; both publishes are counted like the first."""
+        updates = []
+        with ctx.role(RECIPIENT):
+            if delivery.prekeys_left is not None:
+                updates.append(self.identity.add_prekeys(DEFAULT_PREKEYS - delivery.prekeys_left, ctx.random_bytes))
+            if self.identity.answered >= SPK_ROTATE_SESSIONS:
+                updates.append(self.identity.rotate_spk(ctx.random_bytes))
+        if not updates:
+            return
+        with ctx.channel.exchange(f"prekeys:{ctx.message_id}"):
+            for data in updates:
+                data = ctx.send(RECIPIENT, PROVIDER, "prekeys:publish", data)
+                with ctx.role(PROVIDER):
+                    self.directory.publish(data)

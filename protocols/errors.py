@@ -45,3 +45,8 @@ class AuthenticationFailed(ProtocolError):
 
 class ReplayError(ProtocolError):
     """A message (or voucher) that was already accepted once."""
+
+
+class IdentityMismatch(AuthenticationFailed):
+    """A peer presents an identity (X25519 identity key, Ed25519 signing key) other than the one
+    the directory lists or that was pinned for that name."""

@@ -16,8 +16,14 @@ Grubbs, Lu & Ristenpart, "Message Franking via Committing Authenticated Encrypti
 3. Recipient, on receipt: checks ``HMAC(kf, body) == c`` (receiver binding: the message it
    reads is the one committed to, whatever AES-GCM's lack of key commitment would allow) and
    rejects the message otherwise.
-4. Report: the recipient sends ``body, kf, sender, recipient, ts, tag``. The provider recomputes
-   ``c`` and checks its own tag, so a forged, altered or re-attributed report is an
+4. Report: the recipient sends ``body, kf, sender, recipient, ts, tag``, sealed to the
+   provider's report key with HPKE (RFC 9180, Base mode, ``protocols/crypto.py``) under
+   ``info = "e2eebench franking report v1"`` with the message's binding (account and message
+   id, ``MessageContext.binding``) as associated data, as every other sealed value in the test
+   bed: on the wire the report is ``enc (32) || AES-128-GCM(report)``, so whoever carries it
+   sees neither the message nor ``kf``, and a report moved to another message fails to open.
+   The provider's report public key is the scheme's device bundle (``wire.pack(b"FRB1", [key])``). The provider
+   opens the report, recomputes ``c`` and checks its own tag, so a forged, altered or re-attributed report is an
    :class:`AuthenticationFailed`, a second report of one message a :class:`ReplayError`; it then
    sees that one message (and no other), hashes the image and matches the known list. The
    reporter gets a constant acknowledgement, never the match result (no membership oracle).
@@ -26,7 +32,11 @@ Who reports is user behaviour, not cryptography: a recipient who receives a know
 reports it with probability ``report_rate`` and any other image with ``false_report_rate``,
 drawn per message from the message's seeded generator. Both defaults are **assumed**: no
 published measurement of the share of received known material that recipients report was
-found; change them to see recall move with it. Recall is then ``report_rate`` times the share
+found; change them to see recall move with it. With ``false_report_rate`` = 0 (the default,
+assumed) and the recipient judging an image abusive exactly when it is known, every report is
+of a known image, so the provider never sees reported content that is not on the list: that
+privacy is a consequence of the assumed user model, not of the protocol. Real users also
+report by mistake or in bad faith; every such report hands the provider that one message. Recall is then ``report_rate`` times the share
 of reported known images the list matches. The recipient's judgement of an image comes from
 the harness (``ctx.extra["recipient_judges_abusive"]``): it models the person, not the app,
 which never learns which images are known.
@@ -41,7 +51,7 @@ from PIL import Image
 
 from e2eebench.protocols import wire
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
-from e2eebench.protocols.crypto import hmac_sha256
+from e2eebench.protocols.crypto import KeyPair, checked_public, hmac_sha256, open_sealed, seal
 from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage, ReplayError
 from e2eebench.protocols.framework import Param, Prepared, Scheme, decode_image, register
 from e2eebench.protocols.messaging import MessageBody
@@ -52,7 +62,9 @@ FRANK_KEY_BYTES = 32
 COMMIT_BYTES = 32
 STAMP_BYTES = 8 + 32
 REPORT_MAGIC = b"FRR1"
+BUNDLE_MAGIC = b"FRB1"  # the device bundle: the provider's report public key
 REPORT_LABEL = "franking-report"
+REPORT_INFO = b"e2eebench franking report v1"
 ACK = b"\x00"
 
 
@@ -71,6 +83,11 @@ def encode_report(body: bytes, kf: bytes, sender: str, recipient: str, stamp: by
     return wire.pack(REPORT_MAGIC, [body, kf, sender.encode(), recipient.encode(), stamp])
 
 
+def seal_report(report_key: bytes, report: bytes, ctx: MessageContext) -> bytes:
+    """HPKE Base mode to the provider's report key, bound to the message's account and id."""
+    return seal(report_key, report, info=REPORT_INFO, ad=ctx.binding(), random_bytes=ctx.random_bytes)
+
+
 @register
 class UserReportFranking(Scheme):
     name = "user-report-franking"
@@ -82,10 +99,13 @@ class UserReportFranking(Scheme):
              "messages only, and cannot forge what a sender committed to")
     matching = "fuzzy"
     description = ("Message franking: per-message HMAC commitment in the envelope, provider tag at relay; "
-                   "a recipient's report is verified, then matched against the list")
+                   "a recipient's report, sealed to the provider, is verified, then matched against the list. "
+                   "With false_report_rate 0 (assumed) every report is of a known image, so the provider sees no "
+                   "reported content off the list: a consequence of the assumed user model, not of the protocol")
     params = (
         Param("report_rate", 0.1, "share of received known images a recipient reports (assumed)", type=float),
-        Param("false_report_rate", 0.0, "share of other received images a recipient reports (assumed)", type=float),
+        Param("false_report_rate", 0.0, "share of other received images a recipient reports (assumed; at 0 "
+              "the provider never sees a reported image off the list, by assumption)", type=float),
     )
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -97,13 +117,17 @@ class UserReportFranking(Scheme):
     # -- setup -------------------------------------------------------------------------------
     def provider_setup(self, db: KnownHashDatabase, ctx: MessageContext) -> tuple[Any, bytes]:
         hs = db.hashes_for(self.hasher.name)
-        return {"key": ctx.random_bytes(32), "ts": 0, "reported": set(), "ids": db.ids,
-                "index": get_index("mih", hs, threshold=self.threshold) if len(hs) else None}, b""
+        key = ctx.random_bytes(32)
+        keys = KeyPair.generate(ctx.random_bytes)
+        return {"key": key, "report_keys": keys, "ts": 0, "reported": set(), "ids": db.ids,
+                "index": get_index("mih", hs, threshold=self.threshold) if len(hs) else None}, \
+            wire.pack(BUNDLE_MAGIC, [keys.public_bytes])
 
     def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:
-        if bundle:
-            raise MalformedMessage("user-report-franking ships no device bundle")
-        return {"account": account}
+        (key,) = wire.unpack(BUNDLE_MAGIC, bundle, 1, "user-report-franking bundle")
+        if len(key) != 32:
+            raise MalformedMessage(f"the provider's report key must be 32 bytes, got {len(key)}")
+        return {"account": account, "report_key": checked_public(key, "provider report key")}
 
     # -- sender ------------------------------------------------------------------------------
     def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
@@ -139,14 +163,15 @@ class UserReportFranking(Scheme):
         report = bool(ctx.rng.random() < rate)
         ctx.learn(RECIPIENT, "report-decision", report)
         if report:
-            ctx.call(RECIPIENT, PROVIDER, REPORT_LABEL,
-                     encode_report(delivered.body, kf, delivered.sender, state["account"], delivered.stamp))
+            report_bytes = encode_report(delivered.body, kf, delivered.sender, state["account"], delivered.stamp)
+            ctx.call(RECIPIENT, PROVIDER, REPORT_LABEL, seal_report(state["report_key"], report_bytes, ctx))
 
     # -- provider, on a report -------------------------------------------------------------------
     def provider_answer(self, state: Any, label: str, request: bytes, ctx: MessageContext) -> bytes:
         if label != REPORT_LABEL:
             raise MalformedMessage(f"{self.name} answers only {REPORT_LABEL!r}, not {label!r}")
-        body, kf, sender, recipient, stamp = wire.unpack(REPORT_MAGIC, request, 5, "franking report")
+        opened = open_sealed(state["report_keys"], request, info=REPORT_INFO, ad=ctx.binding())
+        body, kf, sender, recipient, stamp = wire.unpack(REPORT_MAGIC, opened, 5, "franking report")
         if len(stamp) != STAMP_BYTES:
             raise MalformedMessage("franking report: stamp has the wrong length")
         try:

@@ -12,19 +12,31 @@ only (an event loop per message on the measured path), and ``doubleratchet``'s r
 AEAD is AES-CBC + HMAC with its own header model. The protocol below is short enough to
 read against the specifications, and the tests check its security properties directly.
 
-Keys. Each identity holds an X25519 identity key IK, an Ed25519 key that signs its prekeys
-(the X3DH specification signs with XEdDSA under IK itself; a separate signing key, bound to IK
-by the signature, plays the same role), a signed prekey SPK and one-time prekeys OPK. Its
-prekey bundle is published to the provider, which serves it with at most one OPK and deletes
-the OPK it served (see :class:`PrekeyBundle`). Every public key in a bundle or envelope is
-checked at load: a low-order X25519 key is a :class:`MalformedMessage`.
+Keys. Each identity holds an X25519 identity key IK, an Ed25519 signing key SIG that signs its
+prekeys (the X3DH specification signs with XEdDSA under IK itself, so one key is the identity;
+here the signature alone would only show that *some* Ed25519 key signed, so the identity is
+the pair (IK, SIG): it is what the directory lists, what a :class:`Mailbox` pins on first
+contact, and what both parties put into the X3DH ``AD``), a signed prekey SPK and one-time
+prekeys OPK. Its prekey bundle is published to the provider, which serves it with at most one
+OPK and deletes the OPK it served (see :class:`PrekeyBundle`). A served bundle, or an initial
+message, whose (IK, SIG) differs from the directory's or the pinned pair is an
+:class:`IdentityMismatch`. Every public key in a bundle or envelope is checked at load: a
+low-order X25519 key is a :class:`MalformedMessage`.
+
+Prekey lifecycle. A device tops up its one-time prekeys when the provider reports fewer than
+``LOW_PREKEYS`` left (:meth:`Identity.add_prekeys`), and draws a new signed prekey after
+``SPK_ROTATE_SESSIONS`` sessions it answered (:meth:`Identity.rotate_spk`); the previous SPK's
+private key is kept for one rotation (grace for initial messages already in flight) and then
+deleted. For each SPK it keeps, a responder remembers the ephemeral keys EK_A of the initial
+messages it accepted, so a replayed initial message (the only kind a spent one-time prekey
+does not already stop) is a :class:`ReplayError` instead of a replacement of the live session.
 
 X3DH (initiator A, responder B, ephemeral EK_A)::
 
     DH1 = DH(IK_A, SPK_B)  DH2 = DH(EK_A, IK_B)  DH3 = DH(EK_A, SPK_B)  DH4 = DH(EK_A, OPK_B)
     SK  = HKDF-SHA256(salt = 0^32, ikm = 0xFF^32 || DH1 || DH2 || DH3 [|| DH4],
                       info = "e2eebench X3DH v2", 32 bytes)
-    AD  = IK_A || IK_B
+    AD  = IK_A || SIG_A || IK_B || SIG_B     (128 bytes: both parties' identity pairs)
 
 Double Ratchet: A starts with B's SPK as B's ratchet key; ``KDF_RK(rk, dh) = HKDF(salt=rk,
 ikm=dh, info="e2eebench ratchet v2", 64) -> (rk', ck)``; ``KDF_CK(ck) = (HMAC(ck, 0x01),
@@ -37,11 +49,11 @@ needs no randomness on receipt). Skipped message keys are kept for at most ``MAX
 messages; a message whose key was used or dropped is a :class:`ReplayError`. State changes
 only once a message authenticates.
 
-Envelope, version 2 (all integers big-endian)::
+Envelope, version 3 (all integers big-endian)::
 
     off  size  field
     0    4     magic  b"E2EB"
-    4    1     version = 2
+    4    1     version = 3
     5    1     mode: 1 = end-to-end (recipient's key), 2 = transport (provider can read)
     6    1     suite: 2 = X3DH(X25519, Ed25519) / Double Ratchet(HKDF-SHA256, HMAC-SHA256) / AES-256-GCM
     7    1     kind: 0 = ratchet message, 1 = prekey message (carries the X3DH header)
@@ -51,6 +63,7 @@ Envelope, version 2 (all integers big-endian)::
     .    R     recipient id (UTF-8)
     -- kind 1 only (sent until the initiator hears back): --
     .    32    IK_A, the sender's X25519 identity key
+    .    32    SIG_A, the sender's Ed25519 signing key (IK_A and SIG_A: its identity)
     .    32    EK_A, the sender's X3DH ephemeral key
     .    4     id of the signed prekey used
     .    4     id of the one-time prekey used (0xFFFFFFFF = none)
@@ -64,11 +77,11 @@ Envelope, version 2 (all integers big-endian)::
     .    C     AES-256-GCM ciphertext, tag included (16 bytes), of
                    2 bytes K || K bytes sealed for the recipient (scheme data) || message body
 
-The AEAD's associated data is the X3DH ``AD`` (64 bytes, not sent) followed by every envelope
+The AEAD's associated data is the X3DH ``AD`` (128 bytes, not sent) followed by every envelope
 byte before the ``C`` field: header and detection payload. A relay that strips, swaps or
 edits the payload or any header byte makes the recipient's decryption fail with
 :class:`AuthenticationFailed`. A ratchet message with an empty payload and an empty body
-is 4+1+1+1+1 + 1+S + 1+R + 32+4+4 + 4 + 4 + 16+2 = 76 + S + R bytes; a prekey message adds 72.
+is 4+1+1+1+1 + 1+S + 1+R + 32+4+4 + 4 + 4 + 16+2 = 76 + S + R bytes; a prekey message adds 104.
 """
 from __future__ import annotations
 
@@ -79,10 +92,10 @@ from typing import Callable, Mapping, Union
 
 from .crypto import (KEY_BYTES, NONCE_BYTES, TAG_BYTES, KeyPair, RandomBytes, SigningKey, aead_decrypt,
                      aead_encrypt, checked_public, hkdf, hmac_sha256, verify_signature)
-from .errors import AuthenticationFailed, MalformedMessage, ProtocolError, ReplayError
+from .errors import AuthenticationFailed, IdentityMismatch, MalformedMessage, ProtocolError, ReplayError
 
 MAGIC = b"E2EB"
-VERSION = 2
+VERSION = 3
 MODE_E2EE = 1
 MODE_TRANSPORT = 2
 SUITE_SIGNAL = 2
@@ -91,7 +104,9 @@ NO_OPK = 0xFFFFFFFF
 MAX_SKIP = 1000
 MAX_FIELD = 1 << 30
 DEFAULT_PREKEYS = 8
-PREKEY_HEADER_BYTES = 72
+LOW_PREKEYS = 3  # the provider asks a device for more one-time prekeys below this many
+SPK_ROTATE_SESSIONS = 16  # a device draws a new signed prekey after answering this many sessions
+PREKEY_HEADER_BYTES = 104
 
 
 # --- identities and prekey bundles ------------------------------------------------------------
@@ -119,6 +134,11 @@ class PrekeyBundle:
     spk: bytes
     spk_sig: bytes
     opks: tuple[tuple[int, bytes], ...] = ()
+
+    @property
+    def identity(self) -> bytes:
+        """The account's public identity: IK || Ed25519 signing key (64 bytes)."""
+        return self.ik + self.sig_key
 
     def encode(self) -> bytes:
         n = self.name.encode()
@@ -165,6 +185,10 @@ class Identity:
     spk: KeyPair
     spk_sig: bytes
     opks: dict[int, KeyPair] = field(default_factory=dict)
+    old_spks: dict[int, KeyPair] = field(default_factory=dict)  # previous SPK, kept one rotation
+    seen_eks: dict[int, set[bytes]] = field(default_factory=dict)  # per SPK id: EK_A of accepted initial messages
+    answered: int = 0  # sessions answered since the SPK was drawn
+    max_opk_id: int = -1  # highest one-time prekey id ever drawn (ids are never reused)
 
     @classmethod
     def generate(cls, name: str, random_bytes: RandomBytes = os.urandom,
@@ -177,11 +201,43 @@ class Identity:
     def public(self) -> bytes:
         return self.keypair.public_bytes
 
-    def bundle(self) -> bytes:
-        """The bundle this identity publishes (every one-time prekey it holds)."""
+    @property
+    def identity(self) -> bytes:
+        """The public identity the directory lists and peers pin: IK || Ed25519 signing key."""
+        return self.keypair.public_bytes + self.signing.public_bytes
+
+    def signed_prekey(self, spk_id: int) -> KeyPair | None:
+        return self.spk if spk_id == self.spk_id else self.old_spks.get(spk_id)
+
+    def add_prekeys(self, n: int, random_bytes: RandomBytes) -> bytes:
+        """Draw ``n`` one-time prekeys with fresh ids; returns the bundle publishing only them."""
+        start = max([*self.opks, self.max_opk_id]) + 1
+        new = {start + i: KeyPair.generate(random_bytes) for i in range(n)}
+        self.opks.update(new)
+        self.max_opk_id = start + n - 1
+        return self._bundle(sorted(new.items()))
+
+    def rotate_spk(self, random_bytes: RandomBytes) -> bytes:
+        """A new signed prekey; the previous one is kept for one rotation, the one before it (and the
+        ephemeral keys remembered for it) deleted. Returns the bundle publishing the new SPK."""
+        for old in list(self.old_spks):
+            del self.old_spks[old]
+            self.seen_eks.pop(old, None)
+        self.old_spks[self.spk_id] = self.spk
+        self.spk_id += 1
+        self.spk = KeyPair.generate(random_bytes)
+        self.spk_sig = self.signing.sign(_spk_message(self.name, self.public, self.spk_id, self.spk.public_bytes))
+        self.answered = 0
+        return self._bundle([])
+
+    def _bundle(self, opks: list[tuple[int, KeyPair]]) -> bytes:
         return PrekeyBundle(self.name, self.public, self.signing.public_bytes, self.spk_id,
                             self.spk.public_bytes, self.spk_sig,
-                            tuple((i, k.public_bytes) for i, k in sorted(self.opks.items()))).encode()
+                            tuple((i, k.public_bytes) for i, k in opks)).encode()
+
+    def bundle(self) -> bytes:
+        """The bundle this identity publishes (every one-time prekey it holds)."""
+        return self._bundle(sorted(self.opks.items()))
 
 
 # --- envelope -----------------------------------------------------------------------------------
@@ -189,12 +245,17 @@ class Identity:
 @dataclass(frozen=True)
 class PrekeyHeader:
     ik: bytes
+    sig_key: bytes
     ek: bytes
     spk_id: int
     opk_id: int
 
+    @property
+    def identity(self) -> bytes:
+        return self.ik + self.sig_key
+
     def encode(self) -> bytes:
-        return self.ik + self.ek + struct.pack(">II", self.spk_id, self.opk_id)
+        return self.ik + self.sig_key + self.ek + struct.pack(">II", self.spk_id, self.opk_id)
 
 
 @dataclass(frozen=True)
@@ -248,10 +309,12 @@ def parse_envelope(data: bytes) -> Envelope:
             raise MalformedMessage("truncated envelope header")
         prekey = None
         if kind == KIND_PREKEY:
-            ik, ek = data[off:off + 32], data[off + 32:off + 64]
-            spk_id, opk_id = struct.unpack(">II", data[off + 64:off + 72])
-            prekey = PrekeyHeader(checked_public(ik, "sender identity key"), checked_public(ek, "X3DH ephemeral key"),
-                                  spk_id, opk_id)
+            ik, sig_key, ek = data[off:off + 32], data[off + 32:off + 64], data[off + 64:off + 96]
+            spk_id, opk_id = struct.unpack(">II", data[off + 96:off + 104])
+            if len(sig_key) != 32:
+                raise MalformedMessage("truncated envelope header")
+            prekey = PrekeyHeader(checked_public(ik, "sender identity key"), sig_key,
+                                  checked_public(ek, "X3DH ephemeral key"), spk_id, opk_id)
             off += PREKEY_HEADER_BYTES
         dh = checked_public(data[off:off + 32], "ratchet key")
         off += 32
@@ -330,14 +393,15 @@ class Delivery:
 
     envelope: bytes
     stamp: bytes = b""
+    prekeys_left: int | None = None  # set when the provider asks the recipient for more one-time prekeys
 
 
 class Session:
     """One party's end of a two-party session: X3DH, then the Double Ratchet."""
 
-    def __init__(self, me: Identity, peer: str, peer_ik: bytes, ad: bytes, state: RatchetState, mode: int,
+    def __init__(self, me: Identity, peer: str, peer_identity: bytes, ad: bytes, state: RatchetState, mode: int,
                  prekey: PrekeyHeader | None, initiator_ek: bytes, random_bytes: RandomBytes | None):
-        self.me, self.peer, self.peer_ik, self.ad, self.mode = me, peer, peer_ik, ad, mode
+        self.me, self.peer, self.peer_identity, self.ad, self.mode = me, peer, peer_identity, ad, mode
         self.state = state
         self._pending_prekey = prekey  # the X3DH header rides on every message until the peer answers
         self.initiator_ek = initiator_ek
@@ -356,9 +420,9 @@ class Session:
         ratchet = KeyPair.generate(random_bytes)
         rk, cks = _kdf_rk(sk, ratchet.exchange(bundle.spk))
         state = RatchetState(rk, ratchet, bundle.spk, cks, None)
-        header = PrekeyHeader(me.public, ek.public_bytes, bundle.spk_id, opk_id)
-        return cls(me, bundle.name, bundle.ik, me.public + bundle.ik, state, mode, header, ek.public_bytes,
-                   random_bytes)
+        header = PrekeyHeader(me.public, me.signing.public_bytes, ek.public_bytes, bundle.spk_id, opk_id)
+        return cls(me, bundle.name, bundle.identity, me.identity + bundle.identity, state, mode, header,
+                   ek.public_bytes, random_bytes)
 
     @classmethod
     def respond(cls, me: Identity, env: Envelope) -> tuple["Session", int]:
@@ -367,17 +431,21 @@ class Session:
         h = env.prekey
         if h is None:
             raise ProtocolError(f"no session with {env.sender!r} and the envelope is not a prekey message")
-        if h.spk_id != me.spk_id:
-            raise ProtocolError(f"signed prekey {h.spk_id} is not current")
-        dhs = [me.spk.exchange(h.ik), me.keypair.exchange(h.ek), me.spk.exchange(h.ek)]
+        spk = me.signed_prekey(h.spk_id)
+        if spk is None:
+            raise ProtocolError(f"signed prekey {h.spk_id} is not current (or was deleted after rotation)")
+        if h.ek in me.seen_eks.get(h.spk_id, ()):
+            raise ReplayError("this initial message was already accepted (replayed X3DH ephemeral key)")
+        dhs = [spk.exchange(h.ik), me.keypair.exchange(h.ek), spk.exchange(h.ek)]
         if h.opk_id != NO_OPK:
             opk = me.opks.get(h.opk_id)
             if opk is None:
                 raise ReplayError(f"one-time prekey {h.opk_id} was already used or never existed")
             dhs.append(opk.exchange(h.ek))
         sk = _x3dh_kdf(dhs)
-        state = RatchetState(sk, me.spk, None, None, None)
-        return cls(me, env.sender, h.ik, h.ik + me.public, state, env.mode, None, h.ek, None), h.opk_id
+        state = RatchetState(sk, spk, None, None, None)
+        return (cls(me, env.sender, h.identity, h.identity + me.identity, state, env.mode, None, h.ek, None),
+                h.opk_id)
 
     # -- sending ---------------------------------------------------------------------------------
     def encrypt(self, body: bytes, payload: bytes = b"", sealed: bytes = b"",
@@ -451,14 +519,32 @@ PrekeySource = Union[Callable[[str], bytes], Mapping[str, bytes]]
 class Mailbox:
     """A device's sessions, one per peer. New sessions start from the peer's prekey bundle, which
     ``prekeys`` gives: a function that fetches it from the provider (counted on the channel by
-    the caller) or a fixed mapping of published bundles. The first message from a new peer is
-    answered by X3DH; the peer's identity key is pinned on first contact (trust on first use,
-    as Signal clients do until the users compare safety numbers)."""
+    the caller) or a fixed mapping of published bundles.
 
-    def __init__(self, me: Identity, prekeys: PrekeySource):
+    A peer's identity (IK || signing key) is checked wherever it appears, in a served bundle and
+    in an initial message: against ``directory`` (name -> identity) when one is given, which
+    models users who compared safety numbers or a key-transparency log, and is then
+    authoritative (a name it lacks is refused); otherwise against the identity pinned on first
+    contact (trust on first use, as Signal clients do until the users compare safety numbers).
+    A mismatch is an :class:`IdentityMismatch`."""
+
+    def __init__(self, me: Identity, prekeys: PrekeySource, directory: Mapping[str, bytes] | None = None):
         self.me = me
         self._prekeys = prekeys
+        self.directory = directory
+        self.pinned: dict[str, bytes] = {}
         self.sessions: dict[str, Session] = {}
+
+    def _check_identity(self, peer: str, identity: bytes) -> None:
+        if self.directory is not None:
+            expected = self.directory.get(peer)
+            if expected is None:
+                raise IdentityMismatch(f"{peer!r} is not in the identity directory")
+        else:
+            expected = self.pinned.get(peer)
+        if expected is not None and expected != identity:
+            raise IdentityMismatch(f"{peer!r} presents an identity (identity key, signing key) other than "
+                                   + ("the directory's" if self.directory is not None else "the pinned one"))
 
     def _bundle(self, peer: str) -> PrekeyBundle:
         data = self._prekeys(peer) if callable(self._prekeys) else self._prekeys.get(peer)
@@ -467,13 +553,16 @@ class Mailbox:
         bundle = PrekeyBundle.decode(data)
         if bundle.name != peer:
             raise AuthenticationFailed(f"prekey bundle names {bundle.name!r}, not {peer!r}")
+        self._check_identity(peer, bundle.identity)
         return bundle
 
     def session_to(self, peer: str, *, mode: int = MODE_E2EE, random_bytes: RandomBytes = os.urandom) -> Session:
         """The session with ``peer`` (started by X3DH if there is none); its next ratchet key pair
         is drawn from ``random_bytes``."""
         if peer not in self.sessions:
-            self.sessions[peer] = Session.initiate(self.me, self._bundle(peer), mode=mode, random_bytes=random_bytes)
+            bundle = self._bundle(peer)
+            self.sessions[peer] = Session.initiate(self.me, bundle, mode=mode, random_bytes=random_bytes)
+            self.pinned.setdefault(peer, bundle.identity)
         session = self.sessions[peer]
         session._random = random_bytes
         return session
@@ -483,18 +572,24 @@ class Mailbox:
         if env.recipient != self.me.name:
             raise ProtocolError(f"envelope addressed to {env.recipient!r}, not {self.me.name!r}")
         session = self.sessions.get(env.sender)
-        opk_id = NO_OPK
-        if env.prekey is not None and (session is None or session.initiator_ek != env.prekey.ek):
-            if session is not None and session.peer_ik != env.prekey.ik:
-                raise AuthenticationFailed(f"{env.sender!r} presents a different identity key")
+        h = env.prekey
+        opk_id, fresh = NO_OPK, False
+        if h is not None and (session is None or session.initiator_ek != h.ek):
+            self._check_identity(env.sender, h.identity)
             session, opk_id = Session.respond(self.me, env)
+            fresh = True
         elif session is None:
             raise ProtocolError(f"no session with {env.sender!r} and the envelope is not a prekey message")
         body, sealed = session.decrypt(env)
-        # a new session is kept (and its one-time prekey deleted) only once its first message
-        # authenticates, so forged prekey messages leave no state behind
+        # a new session is kept (its one-time prekey deleted, its ephemeral key remembered, the
+        # sender's identity pinned) only once its first message authenticates, so forged prekey
+        # messages leave no state behind
         self.sessions[env.sender] = session
-        self.me.opks.pop(opk_id, None)
+        if fresh:
+            self.me.opks.pop(opk_id, None)
+            self.me.seen_eks.setdefault(h.spk_id, set()).add(h.ek)
+            self.me.answered += 1
+            self.pinned.setdefault(env.sender, h.identity)
         return Delivered(env.sender, body, env.payload, sealed, bytes(data), stamp)
 
     def receive(self, data: bytes) -> tuple[str, bytes, bytes]:

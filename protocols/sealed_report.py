@@ -1,8 +1,9 @@
 """The report a device seals to the provider when it finds a match (on-device and client-learns schemes).
 
-A report is JSON sealed HPKE-style to the provider's report key, with the account as
-associated data; it names its message and account, so the provider rejects a report
-replayed into another message or account.
+A report is JSON sealed with HPKE (RFC 9180, Base mode) to the provider's report key, with the
+message's binding (account and message id, ``MessageContext.binding``) as associated data, so a
+report replayed into another message or account does not open; it also names its message and
+account inside the JSON, which the provider checks again after opening.
 """
 from __future__ import annotations
 
@@ -16,14 +17,14 @@ from e2eebench.protocols.errors import AuthenticationFailed, MalformedMessage
 
 def seal_report(provider_key: bytes, report: dict[str, Any], ctx: MessageContext, info: bytes) -> bytes:
     blob = json.dumps({**report, "message": ctx.message_id, "account": ctx.account}, sort_keys=True).encode()
-    return seal(provider_key, blob, info=info, ad=ctx.account.encode(), random_bytes=ctx.random_bytes)
+    return seal(provider_key, blob, info=info, ad=ctx.binding(), random_bytes=ctx.random_bytes)
 
 
 def open_report(keys: KeyPair, payload: bytes, ctx: MessageContext, info: bytes) -> dict[str, Any] | None:
     """Open a report (records it and a positive verdict for the provider); empty payload: nothing."""
     if not payload:
         return None
-    blob = open_sealed(keys, payload, info=info, ad=ctx.account.encode())
+    blob = open_sealed(keys, payload, info=info, ad=ctx.binding())
     try:
         report = json.loads(blob)
     except ValueError:

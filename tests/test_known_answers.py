@@ -9,10 +9,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from e2eebench.clientside.hashing import get_hasher
 from e2eebench.protocols.channel import PROVIDER, Channel, Ledger, MessageContext, PartyClock
 from e2eebench.protocols.crypto import KeyPair, open_sealed
+from e2eebench.protocols.errors import AuthenticationFailed
 from e2eebench.protocols.registry import scheme_class
 from e2eebench.protocols.sealed_report import open_report, seal_report
 from e2eebench.server.database import KnownHashDatabase
@@ -71,4 +73,8 @@ def test_sealed_report_opens_and_names_its_message():
                                             sort_keys=True)) + 16
     rep = open_report(keys, blob, _ctx(b"x"), b"e2eebench on-device report v1")
     assert rep == {"entry": 1, "distance": 7, "message": "m-kat", "account": "acct-kat"}
-    assert open_sealed(keys, blob, info=b"e2eebench on-device report v1", ad=b"acct-kat")
+    assert open_sealed(keys, blob, info=b"e2eebench on-device report v1", ad=b"acct-kat\x00m-kat")
+    with pytest.raises(AuthenticationFailed):  # the associated data binds the message, not only the account
+        open_sealed(keys, blob, info=b"e2eebench on-device report v1", ad=b"acct-kat")
+    with pytest.raises(AuthenticationFailed):
+        open_report(keys, blob, _ctx(b"x", mid="m-other"), b"e2eebench on-device report v1")

@@ -18,10 +18,12 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from e2eebench.protocols import messaging as msg
-from e2eebench.protocols.crypto import KeyPair, aead_decrypt, hkdf
-from e2eebench.protocols.errors import AuthenticationFailed, MalformedMessage, ProtocolError, ReplayError
+from e2eebench.protocols.crypto import KeyPair, SigningKey, aead_decrypt, hkdf
+from e2eebench.protocols.errors import (AuthenticationFailed, IdentityMismatch, MalformedMessage, ProtocolError,
+                                        ReplayError)
 from e2eebench.protocols.messaging import (MAX_SKIP, Identity, Mailbox, MessageBody, PrekeyBundle,
                                            parse_envelope)
+from e2eebench.server.relay import PrekeyStore
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -196,6 +198,113 @@ def test_low_order_ratchet_key_in_an_envelope_is_malformed():
         parse_envelope(env[:off] + bytes(32) + env[off + 32:])
 
 
+# --- identities: the pair (identity key, signing key), pinned and checked ----------------------------
+
+def _foreign_signed_bundle(victim: Identity, rng) -> bytes:
+    """The victim's real IK with a signing key and a signed prekey the attacker holds."""
+    sig, spk = SigningKey.generate(rng.bytes), KeyPair.generate(rng.bytes)
+    s = sig.sign(msg._spk_message(victim.name, victim.public, 1, spk.public_bytes))
+    return PrekeyBundle(victim.name, victim.public, sig.public_bytes, 1, spk.public_bytes, s).encode()
+
+
+def test_bundle_with_the_real_identity_key_and_a_foreign_signing_key_is_refused():
+    rng = np.random.default_rng(40)
+    a, b = Identity.generate("alice", rng.bytes), Identity.generate("bob", rng.bytes)
+    forged = _foreign_signed_bundle(b, rng)
+    PrekeyBundle.decode(forged)  # the signature verifies: only the identity check can refuse it
+    directory = {"alice": a.identity, "bob": b.identity}
+    with pytest.raises(IdentityMismatch):
+        Mailbox(a, {"bob": forged}, directory=directory).session_to("bob", random_bytes=rng.bytes)
+    # without a directory: the pair pinned on first contact refuses it for the next session
+    served = {"bob": b.bundle()}
+    A = Mailbox(a, lambda peer: served[peer])
+    A.session_to("bob", random_bytes=rng.bytes)
+    assert A.pinned["bob"] == b.public + b.signing.public_bytes
+    del A.sessions["bob"]
+    served["bob"] = forged
+    with pytest.raises(IdentityMismatch):
+        A.session_to("bob", random_bytes=rng.bytes)
+
+
+def test_x3dh_ad_binds_both_identity_keys_and_both_signing_keys():
+    A, B, rng = pair(41)
+    B.receive(A.session_to("bob", random_bytes=rng.bytes).encrypt(b"x"))
+    expect = A.me.public + A.me.signing.public_bytes + B.me.public + B.me.signing.public_bytes
+    assert A.sessions["bob"].ad == B.sessions["alice"].ad == expect and len(expect) == 128
+
+
+def test_responder_refuses_an_initiator_whose_identity_is_not_the_directorys():
+    rng = np.random.default_rng(42)
+    a, b = Identity.generate("alice", rng.bytes), Identity.generate("bob", rng.bytes)
+    mallory = Identity.generate("alice", rng.bytes)  # her own keys, under alice's name
+    bundles = {"bob": b.bundle()}
+    env = Mailbox(mallory, bundles).session_to("bob", random_bytes=rng.bytes).encrypt(b"from alice")
+    B = Mailbox(b, bundles, directory={"alice": a.identity, "bob": b.identity})
+    opks = dict(b.opks)
+    with pytest.raises(IdentityMismatch):
+        B.receive(env)
+    assert B.sessions == {} and b.opks == opks
+    with pytest.raises(IdentityMismatch):  # a name the directory does not list
+        Mailbox(b, bundles, directory={"bob": b.identity}).receive(env)
+    # without a directory: once alice is pinned, a new session under her name and another key is refused
+    T = Mailbox(b, bundles)
+    T.receive(Mailbox(a, bundles).session_to("bob", random_bytes=rng.bytes).encrypt(b"hi"))
+    with pytest.raises(IdentityMismatch):
+        T.receive(env)
+    assert T.sessions["alice"].peer_identity == a.identity
+
+
+def test_replayed_initial_message_without_one_time_prekey_is_refused():
+    """No OPK left: the replay of an old initial message must not replace the live session."""
+    rng = np.random.default_rng(43)
+    a, b = Identity.generate("alice", rng.bytes), Identity.generate("bob", rng.bytes, n_prekeys=0)
+    d = {"alice": a.bundle(), "bob": b.bundle()}
+    A, B = Mailbox(a, d), Mailbox(b, d)
+    old = A.session_to("bob", random_bytes=rng.bytes).encrypt(b"old")
+    assert parse_envelope(old).prekey.opk_id == msg.NO_OPK
+    B.receive(old)
+    del A.sessions["bob"]  # alice starts a newer session (a reinstall, say)
+    B.receive(A.session_to("bob", random_bytes=rng.bytes).encrypt(b"new"))
+    live = B.sessions["alice"]
+    with pytest.raises(ReplayError):
+        B.receive(old)
+    assert B.sessions["alice"] is live
+    assert B.receive(A.sessions["bob"].encrypt(b"still live"))[1] == b"still live"
+
+
+def test_one_time_prekeys_are_topped_up_with_fresh_ids_and_published():
+    rng = np.random.default_rng(44)
+    b = Identity.generate("bob", rng.bytes, n_prekeys=2)
+    store = PrekeyStore()
+    store.publish(b.bundle())
+    store.serve("bob"), store.serve("bob")
+    assert store.remaining("bob") == 0
+    store.publish(b.add_prekeys(5, rng.bytes))
+    assert store.remaining("bob") == 5
+    served = PrekeyBundle.decode(store.serve("bob"))
+    assert served.opks[0][0] == 2 and served.opks[0][0] in b.opks  # ids continue, never reused
+
+
+def test_signed_prekey_rotates_and_the_old_one_is_deleted_after_its_grace():
+    rng = np.random.default_rng(45)
+    a, b = Identity.generate("alice", rng.bytes), Identity.generate("bob", rng.bytes, n_prekeys=0)
+    d = {"alice": a.bundle(), "bob": b.bundle()}
+    in_flight = Mailbox(a, d).session_to("bob", random_bytes=rng.bytes).encrypt(b"on spk 1")
+    store = PrekeyStore()
+    store.publish(b.bundle())
+    store.publish(b.rotate_spk(rng.bytes))
+    assert PrekeyBundle.decode(store.serve("bob")).spk_id == b.spk_id == 2
+    assert Mailbox(b, d).receive(in_flight)[1] == b"on spk 1"  # grace: the previous SPK still answers
+    b.rotate_spk(rng.bytes)
+    assert 1 not in b.old_spks and 1 not in b.seen_eks
+    with pytest.raises(ProtocolError):
+        Mailbox(b, d).receive(in_flight)
+    stale = KeyPair.generate(rng.bytes).public_bytes
+    sig = b.signing.sign(msg._spk_message(b.name, b.public, 1, stale))
+    with pytest.raises(ReplayError):  # the provider keeps the newest signed prekey
+        store.publish(PrekeyBundle(b.name, b.public, b.signing.public_bytes, 1, stale, sig).encode())
+
+
 # --- forward secrecy and post-compromise security ------------------------------------------------
 
 def _chain_keys(ck: bytes, n: int) -> list[bytes]:
@@ -246,9 +355,10 @@ def _x3dh_roots(victim: Identity, envs: list[bytes]) -> list[bytes]:
         h = parse_envelope(e).prekey
         if h is None:
             continue
-        base = [victim.spk.exchange(h.ik), victim.keypair.exchange(h.ek), victim.spk.exchange(h.ek)]
-        roots.append(msg._x3dh_kdf(base))
-        roots += [msg._x3dh_kdf(base + [opk.exchange(h.ek)]) for opk in victim.opks.values()]
+        for spk in (victim.spk, *victim.old_spks.values()):
+            base = [spk.exchange(h.ik), victim.keypair.exchange(h.ek), spk.exchange(h.ek)]
+            roots.append(msg._x3dh_kdf(base))
+            roots += [msg._x3dh_kdf(base + [opk.exchange(h.ek)]) for opk in victim.opks.values()]
     return roots
 
 
@@ -256,7 +366,7 @@ def _everything(*mailboxes: Mailbox, envs: list[bytes]):
     privates, roots, chains, skipped = [], [], [], []
     for mb in mailboxes:
         me = mb.me
-        privates += [me.keypair, me.spk, *me.opks.values()]
+        privates += [me.keypair, me.spk, *me.old_spks.values(), *me.opks.values()]
         for s in mb.sessions.values():
             st = s.state
             roots.append(st.rk)
@@ -307,6 +417,29 @@ def test_forward_secrecy_fails_without_ratchet_steps_if_the_one_time_prekey_is_k
     B.me.opks.update(opks)  # undo the deletion
     keys = attacker_message_keys(*_everything(B, envs=[first]))
     assert _opens(first, A.sessions["bob"].ad, keys)
+
+
+def test_one_way_session_without_one_time_prekey_is_exposed_until_its_signed_prekey_is_deleted():
+    """What holds without an OPK and without a reply (no DH ratchet step): a full compromise
+    opens the whole recorded session while the responder still holds the signed prekey's
+    private key (through the grace of one rotation), and none of it once that key is deleted."""
+    rng = np.random.default_rng(13)
+    a, b = Identity.generate("alice", rng.bytes), Identity.generate("bob", rng.bytes, n_prekeys=0)
+    d = {"alice": a.bundle(), "bob": b.bundle()}
+    A, B = Mailbox(a, d), Mailbox(b, d)
+    s = A.session_to("bob", random_bytes=rng.bytes)
+    envs = [s.encrypt(f"one-way {i}".encode()) for i in range(3)]
+    for e in envs:
+        B.receive(e)
+    ad = s.ad
+    def opened():
+        keys = attacker_message_keys(*_everything(A, B, envs=envs))
+        return [_opens(e, ad, keys) for e in envs]
+    assert opened() == [True, True, True]
+    b.rotate_spk(rng.bytes)
+    assert opened() == [True, True, True]  # the grace period: the old SPK private key is still held
+    b.rotate_spk(rng.bytes)
+    assert opened() == [False, False, False]
 
 
 def test_post_compromise_recovery_after_one_dh_ratchet_step():
@@ -363,15 +496,15 @@ def test_envelope_known_answer():
 
 def test_envelope_layout_matches_the_docstring():
     env = bytes.fromhex(json.loads((VECTORS / "envelope_kat.json").read_text())["outputs"]["prekey_message"])
-    assert env[:4] == b"E2EB" and list(env[4:9]) == [2, 1, 2, 1, 5]
+    assert env[:4] == b"E2EB" and list(env[4:9]) == [3, 1, 2, 1, 5]
     assert env[9:14] == b"alice" and env[14] == 3 and env[15:18] == b"bob"
     p = parse_envelope(env)
-    assert env[18:50] == p.prekey.ik and env[50:82] == p.prekey.ek
-    assert struct.unpack(">II", env[82:90]) == (p.prekey.spk_id, p.prekey.opk_id) == (1, 0)
-    assert env[90:122] == p.dh and struct.unpack(">III", env[122:134]) == (0, 0, 8)
-    assert env[134:142] == b"\xd0" * 8
-    (clen,) = struct.unpack(">I", env[142:146])
-    assert clen == len(env) - 146 == 2 + 4 + len(b"hello bob") + 16
+    assert env[18:50] == p.prekey.ik and env[50:82] == p.prekey.sig_key and env[82:114] == p.prekey.ek
+    assert struct.unpack(">II", env[114:122]) == (p.prekey.spk_id, p.prekey.opk_id) == (1, 0)
+    assert env[122:154] == p.dh and struct.unpack(">III", env[154:166]) == (0, 0, 8)
+    assert env[166:174] == b"\xd0" * 8
+    (clen,) = struct.unpack(">I", env[174:178])
+    assert clen == len(env) - 178 == 2 + 4 + len(b"hello bob") + 16
     r = bytes.fromhex(json.loads((VECTORS / "envelope_kat.json").read_text())["outputs"]["ratchet_message"])
     assert r[7] == msg.KIND_RATCHET and len(r) == 76 + 3 + 5 + 8 + len(b"hello alice")
 

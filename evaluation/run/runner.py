@@ -177,6 +177,9 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
     idents = {a.id: Identity.generate(a.id, rng.bytes) for a in wl.accounts}
     prov = Identity.generate(PROVIDER, rng.bytes)
     prekeys = PrekeyStore()
+    # the public identities users have verified (safety numbers / key transparency), so a provider
+    # that serves a foreign key for an account, or stamps a name on a stranger's message, is refused
+    directory = {n: i.identity for n, i in [*idents.items(), (PROVIDER, prov)]}
 
     def context(message_id: str, account: str, seed_key: str) -> MessageContext:
         """A context on this scheme's channel and clocks, seeded by (run seed, scheme, key)."""
@@ -195,7 +198,7 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
             received = channel.send(PROVIDER, DEVICE, "bundle", bundle)
             with clock.role(DEVICE):
                 dstate = scheme.device_load(received, a.id, ctx)
-        devices[a.id] = Messenger(idents[a.id], prekeys, scheme, dstate)
+        devices[a.id] = Messenger(idents[a.id], prekeys, scheme, dstate, identities=directory)
         with channel.exchange(f"prekeys:{a.id}"):  # messaging's own cost, the same for every scheme
             devices[a.id].register(ctx)
     relay = Relay(scheme, pstate, prov, prekeys)
