@@ -124,8 +124,8 @@ def build_table(elements: list[bytes], rng: np.random.Generator, n_hashes: int, 
                 magic: bytes) -> tuple[ProviderTable, bytes]:
     """Blind the list, place it in a cuckoo table, fill empty slots, pack the bundle.
 
-    Cost per element: one hash-to-group and one variable-base scalar multiplication (libsodium,
-    called in one list comprehension each); per empty slot one fixed-base multiplication.
+    Cost per element: one hash-to-group and one variable-base ristretto255 multiplication
+    (libsodium, one list comprehension each); per empty slot one fixed-base multiplication.
     """
     elements = sorted(set(elements))
     alpha = Scalar.random(rng)
@@ -262,8 +262,8 @@ def open_voucher(pt: ProviderTable, voucher: bytes, ad: bytes, magic: bytes, pla
                  seen: set[bytes]) -> tuple[int, bytes] | None:
     """(index, plaintext) if the voucher opens, None if not; typed errors on bad input.
 
-    One scalar multiplication (libsodium validates Q inside it: canonical, not small order, in
-    the prime-order subgroup), k KDF calls and at most k small AES-GCM tag checks. A voucher
+    One scalar multiplication (libsodium decodes Q inside it and fails unless Q is a canonical
+    ristretto255 encoding of a non-identity element), k KDF calls and at most k small AES-GCM tag checks. A voucher
     whose key opens but whose payload fails its AEAD check (any byte altered: the associated
     data covers the binding, Q and every key ciphertext; or made for another account or
     message) is ``AuthenticationFailed``; a non-matching voucher cannot be checked by anyone
