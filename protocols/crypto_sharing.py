@@ -6,7 +6,7 @@ t shares of *distinct* images. Synthetic vouchers carry fake shares (random poin
 provider cannot count real matches below the threshold; reconstruction must then find the t
 real shares among any number of fakes, without the fakes moving the threshold.
 
-- The field is Z_L, L the prime order of the ed25519 subgroup (so secrets can be group scalars).
+- The field is Z_L, L the prime order of ristretto255 (so secrets can be group scalars).
 - A share's x is a keyed PRF of the image's hash (:func:`share_x_prf`, BLAKE2b keyed with a
   device-held key): the same image always yields the same share, so a resent image adds no
   share and the threshold counts distinct images. :func:`share_x` (an unkeyed hash of an id)

@@ -28,13 +28,13 @@ from typing import Any
 import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from nacl import bindings as _nb
 from PIL import Image
 
 from e2eebench.protocols import wire
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
-from e2eebench.protocols.crypto_group import (L, POINT_BYTES, Scalar, base_mul, hash_to_group,
-                                              hash_many_bytes, mul_many_bytes)
+from e2eebench.protocols.crypto_group import (L, POINT_BYTES, Point, Scalar, add_bytes, base_mul, base_mul_bytes,
+                                              hash_many_bytes, hash_to_group_bytes, mul_bytes, mul_many_bytes,
+                                              random_scalar_bytes)
 from e2eebench.protocols.crypto_sharing import (DHF_BYTES, PRF_KEY_BYTES, SHARE_BYTES, DetectableHash,
                                                 DhfDetector, Share, ShareGenerator, dhf_column, dhf_decode,
                                                 dhf_encode, dhf_random, interpolate_at, prf_bytes,
@@ -124,8 +124,8 @@ def build_table(elements: list[bytes], rng: np.random.Generator, n_hashes: int, 
                 magic: bytes) -> tuple[ProviderTable, bytes]:
     """Blind the list, place it in a cuckoo table, fill empty slots, pack the bundle.
 
-    Cost per element: one hash-to-group and one variable-base scalar multiplication (libsodium,
-    called in one list comprehension each); per empty slot one fixed-base multiplication.
+    Cost per element: one hash-to-group and one variable-base ristretto255 multiplication
+    (libsodium, one list comprehension each); per empty slot one fixed-base multiplication.
     """
     elements = sorted(set(elements))
     alpha = Scalar.random(rng)
@@ -135,9 +135,10 @@ def build_table(elements: list[bytes], rng: np.random.Generator, n_hashes: int, 
     cand = ct.candidates_many(elements) if elements else np.zeros((0, n_hashes), np.int64)
     owner = ct.slot_owner.tolist()
     n_empty = owner.count(-1)
-    base = _nb.crypto_scalarmult_ed25519_base_noclamp
-    # a uniform random point of the subgroup per empty slot, indistinguishable from a blinded one
-    dummies = iter([base(Scalar.random(rng).data) for _ in range(n_empty)])
+    # a uniform random group element per empty slot, indistinguishable from a blinded one
+    draw = rng.bytes
+    base = base_mul_bytes
+    dummies = iter([base(random_scalar_bytes(draw)) for _ in range(n_empty)])
     table = [blinded[o] if o >= 0 else next(dummies) for o in owner]
     placed = _placed_fractions(ct, cand, len(elements), n_hashes)
     public = base_mul(alpha).data
@@ -164,6 +165,7 @@ def load_table(bundle: bytes, magic: bytes, what: str) -> DeviceTable:
         raise MalformedMessage(f"{what}: table is {len(f[5])} bytes, expected {n_slots * POINT_BYTES}")
     if hashlib.sha256(b"".join(f[:6])).digest() != f[6]:
         raise AuthenticationFailed(f"{what}: table does not match its root digest")
+    Point.decode(f[3])  # L: MalformedMessage unless a canonical non-identity element
     t = f[5]
     table = [t[i: i + POINT_BYTES] for i in range(0, len(t), POINT_BYTES)]
     return DeviceTable(f[2], n_slots, n_hashes, f[3], placed, table, f[6])
@@ -183,7 +185,7 @@ def device_mults(n_hashes: int, blinding: str) -> dict[str, int]:
     return {"variable_base": 2 + n_hashes, "fixed_base": 1, "additions": 1 + n_hashes}
 
 
-def _seal(q: bytes, plaintext: bytes, ad: bytes, magic: bytes, keys: list[bytes | None],
+def _seal(q: bytes, keys: list[bytes | None], plaintext: bytes, ad: bytes, magic: bytes,
           rng: np.random.Generator) -> bytes:
     """The voucher: magic | Q | k key ciphertexts (random bytes where a key is None) | payload
     ciphertext, whose associated data covers the binding and every byte before it."""
@@ -198,34 +200,46 @@ def make_voucher(dt: DeviceTable, element: bytes, plaintext: bytes, ad: bytes, m
                  rng: np.random.Generator, hx: bytes | None = None, blinding: str = "two-scalar") -> bytes:
     """Real voucher for ``element``: see the module docstring; ciphertexts in the fixed order
     of the hash functions, so the voucher does not say which slot could open it."""
-    hpoint = hx if hx is not None else hash_to_group(element, H_DOMAIN).data
+    hpoint = hx if hx is not None else hash_to_group_bytes(element, H_DOMAIN)
     slots = dt.slots(element)
-    mul = _nb.crypto_scalarmult_ed25519_noclamp
+    mul, table, draw = mul_bytes, dt.table, rng.bytes
+    # Table entries are decoded only here, inside libsodium's multiplication (decoding the whole
+    # bundle at load would cost ~5 us per slot); a bad entry fails there and is reported as
+    # MalformedMessage. L is decoded at load. Honest inputs cannot fail (scalars are nonzero).
+    try:
+        return _seal(*_blind(hpoint, slots, table, dt.public, mul, draw, blinding), plaintext, ad, magic, rng)
+    except RuntimeError as exc:
+        raise MalformedMessage("bundle table entry at this element's slots is not a valid group element") from exc
+
+
+def _blind(hpoint: bytes, slots: list[int], table: list[bytes], public: bytes, mul, draw,
+           blinding: str) -> tuple[bytes, list[bytes]]:
+    """(Q, [K_0 .. K_{k-1}]) for a real voucher under the chosen blinding."""
     if blinding == "one-scalar":
-        r = Scalar.random(rng).data
+        r = random_scalar_bytes(draw)
         q = mul(r, hpoint)
-        ss = [mul(r, dt.table[w]) for w in slots]
+        ss = [mul(r, table[w]) for w in slots]
     elif blinding == "two-scalar":
-        b, c = Scalar.random(rng).data, Scalar.random(rng).data
-        add = _nb.crypto_core_ed25519_add
-        q = add(mul(b, hpoint), _nb.crypto_scalarmult_ed25519_base_noclamp(c))
-        cl = mul(c, dt.public)
-        ss = [add(mul(b, dt.table[w]), cl) for w in slots]
+        b, c = random_scalar_bytes(draw), random_scalar_bytes(draw)
+        add = add_bytes
+        q = add(mul(b, hpoint), base_mul_bytes(c))
+        cl = mul(c, public)
+        ss = [add(mul(b, table[w]), cl) for w in slots]
     else:
         raise ConfigError(f"blinding must be one of {BLINDINGS}, got {blinding!r}")
-    return _seal(q, plaintext, ad, magic, [slot_key(si, q, i) for i, si in enumerate(ss)], rng)
+    return q, [slot_key(si, q, i) for i, si in enumerate(ss)]
 
 
 def make_synthetic(dt: DeviceTable, plaintext: bytes, ad: bytes, magic: bytes,
                    rng: np.random.Generator) -> bytes:
     """Synthetic voucher: Q = c*G, S = c*L, one key ciphertext at a position j drawn like the
     table's real placements: the provider's a*Q = S, so it opens whatever the image."""
-    c = Scalar.random(rng).data
-    q = _nb.crypto_scalarmult_ed25519_base_noclamp(c)
-    s = _nb.crypto_scalarmult_ed25519_noclamp(c, dt.public)
+    c = random_scalar_bytes(rng.bytes)
+    q = base_mul_bytes(c)
+    s = mul_bytes(c, dt.public)
     j = int(np.searchsorted(np.cumsum(dt.placed), rng.integers(0, 1000), side="right"))
     keys: list[bytes | None] = [slot_key(s, q, j) if i == j else None for i in range(dt.n_hashes)]
-    return _seal(q, plaintext, ad, magic, keys, rng)
+    return _seal(q, keys, plaintext, ad, magic, rng)
 
 
 class _Pending:
@@ -248,8 +262,8 @@ def open_voucher(pt: ProviderTable, voucher: bytes, ad: bytes, magic: bytes, pla
                  seen: set[bytes]) -> tuple[int, bytes] | None:
     """(index, plaintext) if the voucher opens, None if not; typed errors on bad input.
 
-    One scalar multiplication (libsodium validates Q inside it: canonical, not small order, in
-    the prime-order subgroup), k KDF calls and at most k small AES-GCM tag checks. A voucher
+    One scalar multiplication (libsodium decodes Q inside it and fails unless Q is a canonical
+    ristretto255 encoding of a non-identity element), k KDF calls and at most k small AES-GCM tag checks. A voucher
     whose key opens but whose payload fails its AEAD check (any byte altered: the associated
     data covers the binding, Q and every key ciphertext; or made for another account or
     message) is ``AuthenticationFailed``; a non-matching voucher cannot be checked by anyone
@@ -336,7 +350,7 @@ class PsiAd(_PsiBase):
     verdict_to = "provider"
     trust = "provider's list (not verifiable by the device beyond its root digest); device software"
     matching = "exact"
-    description = ("Server-learns PSI with associated data (ed25519 subgroup via libsodium): blinded "
+    description = ("Server-learns PSI with associated data (ristretto255 via libsodium): blinded "
                    "cuckoo table on the device, one voucher per image, opens only on an exact match")
     params = TABLE_PARAMS
     PLAIN = REPORT_PLAIN
