@@ -168,9 +168,9 @@ def test_every_party_that_computes_or_receives_is_accounted(name, small_data, ru
     # the bundle's receipt and load on every device are accounted by device storage and device setup
     accounted_cpu |= {DEVICE} if any(m.metric == "device_setup_s" and m.n for m in rows) else set()
     assert computed <= accounted_cpu, f"CPU of {computed - accounted_cpu} is not accounted"
-    # bundle downloads (device storage) and prekey registration (messaging, the same for every
-    # scheme) happen once per device, outside the per-message and setup accounts
-    once = ("bundle:", "prekeys:")
+    # bundle downloads (device storage), prekey registration and session setup (messaging, the
+    # same for every scheme) are outside the per-message and setup accounts
+    once = ("bundle:", "prekeys:", "session:")
     received = {t.receiver for t in run.channel.transfers if not (t.message_id or "").startswith(once)}
     accounted_rx = named(("leg_bytes", "setup_leg_bytes"), "receiver")
     assert received <= accounted_rx, f"bytes received by {received - accounted_rx} are not accounted"
