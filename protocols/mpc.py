@@ -85,6 +85,8 @@ class TwoServerMPC(Scheme):
     trust = "provider and second server do not collude (nor with the dealer); semi-honest servers"
     matching = "fuzzy"
     description = "Additive shares of the hash bits to two servers; Beaver-triple product tree for the threshold test"
+    # ~1.5 kB of triples and openings per list entry and message: 150 MB per message at 10^5
+    list_sample = (10_000, 4)
 
     def provider_setup(self, db: KnownHashDatabase, ctx: MessageContext) -> tuple[Any, bytes]:
         hs = db.hashes_for(self.hasher.name)

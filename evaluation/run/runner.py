@@ -166,6 +166,9 @@ def prepare(config: RunConfig, progress: Callable[[str, int, int], None] | None 
     from e2eebench.evaluation.data.transforms import parse_transform
 
     hasher = get_hasher(config.hasher)
+    if config.list_size is not None and config.list_size < config.n_known:
+        raise ConfigError(f"list_size {config.list_size} is below n_known {config.n_known} "
+                          "(it counts the real known items plus synthetic padding)")
     corpus = get_corpus(config.corpus, seed=config.seed, size=config.image_size)
     need = config.n_known + config.n_benign
     items = corpus.items(None if getattr(corpus, "finite", False) else need)
@@ -173,8 +176,7 @@ def prepare(config: RunConfig, progress: Callable[[str, int, int], None] | None 
     db = KnownHashDatabase.from_images(known, [hasher])
     if config.list_size is not None:
         if config.list_size < len(db):
-            raise ConfigError(f"list_size {config.list_size} is below the {len(db)} known items "
-                              "(it counts the real known items plus synthetic padding)")
+            raise ConfigError(f"list_size {config.list_size} is below the {len(db)} known items")
         db = db.padded(config.list_size, seed=_seed_of(config.seed, "list padding"))
     wl = generate_workload([k.id for k in known], [b.id for b in benign], config.workload, config.seed)
     by_id = {it.id: it for it in known + benign}
@@ -253,8 +255,9 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
 
     messages = wl.messages
     sampled = None
-    if cfg.profile in ("quick", "conformance") and scheme.quick_sample and len(wl.image_messages) > scheme.quick_sample:
-        messages = sample_messages(wl, scheme.quick_sample, cfg.seed)
+    k = sample_size(scheme, cfg.profile, len(data.db))
+    if k is not None and len(wl.image_messages) > k:
+        messages = sample_messages(wl, k, cfg.seed)
         sampled = (len(messages), len(wl.image_messages))
     raw: list[tuple] = []
     for i, m in enumerate(messages):
@@ -318,6 +321,17 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
     run.finalize_party_s = finalize_party_s
     run.cpu_s = {p: t for p, t in clock.snapshot().items() if t > 0}
     return run
+
+
+def sample_size(scheme: Scheme, profile: str, list_size: int) -> int | None:
+    """How many image messages a scheme runs on, if not all: its quick sample in the quick
+    profiles, its large-list sample once the list outgrows what every message can afford."""
+    ks = []
+    if profile in ("quick", "conformance") and scheme.quick_sample:
+        ks.append(scheme.quick_sample)
+    if scheme.list_sample and list_size > scheme.list_sample[0]:
+        ks.append(scheme.list_sample[1])
+    return min(ks) if ks else None
 
 
 def sample_messages(wl: Workload, k: int, seed: int) -> list[Message]:
