@@ -17,15 +17,16 @@ import pandas as pd
 
 from e2eebench.evaluation.accuracy.robustness import calibrated_threshold, run_pair_metrics
 from e2eebench.evaluation.attacks.profile import run_security_metrics
-from e2eebench.evaluation.bench.eu_scale import eu_scale
+from e2eebench.evaluation.bench.eu_scale import eu_scale_rows
 from e2eebench.evaluation.leakage.probes import leakage_probes
 from e2eebench.evaluation.run.config import builtin_config, load_config
 from e2eebench.evaluation.run.metrics import MeasureFn, measure
 from e2eebench.evaluation.run.runner import RunConfig, RunData, SchemeRun, prepare, run_comparison
 from e2eebench.evaluation.run.store import ResultStore
 
-# what every run measures beyond the metrics of its own stage, in the order they are stored
-MEASUREMENTS: tuple[MeasureFn, ...] = (leakage_probes, run_pair_metrics, run_security_metrics, eu_scale)
+# what every run measures beyond the metrics of its own stage, in the order they are stored; the
+# EU-scale rows come last, from all schemes' measurements (they subtract the control row's cost)
+MEASUREMENTS: tuple[MeasureFn, ...] = (leakage_probes, run_pair_metrics, run_security_metrics)
 
 
 @dataclass
@@ -80,6 +81,7 @@ def run(config: RunConfig, db: str = "e2eebench.duckdb",
             scheme_class(n)
         data = prepare(config, progress, threshold_source=calibrated_threshold)
         runs, ms = run_schemes(data, config.schemes, MEASUREMENTS, scheduler, progress)
+    ms = list(ms) + eu_scale_rows(ms)
     with ResultStore(db) as store:
         run_id = store.write_run(ms, command=command, config=config.to_dict(), seed=config.seed)
         df = store.measurements(run_id)

@@ -18,7 +18,11 @@ PROVIDER = "provider"      # the messaging provider (relay, matching, report que
 THIRD_PARTY = "third-party"  # e.g. a hotline / EU Centre holding a key
 SECOND_SERVER = "second-server"  # a non-colluding second server (MPC)
 ENCLAVE = "provider-enclave"  # a trusted execution environment run by the provider
-PARTIES = (DEVICE, RECIPIENT, PROVIDER, THIRD_PARTY, SECOND_SERVER, ENCLAVE)
+DEALER = "dealer"          # hands out correlated randomness (Beaver triples) offline (MPC)
+ESCROW = "escrow"          # an authority that can read escrowed content (exceptional access)
+PARTIES = (DEVICE, RECIPIENT, PROVIDER, THIRD_PARTY, SECOND_SERVER, ENCLAVE, DEALER, ESCROW)
+# every party that is not a user's device: their CPU sums to a scheme's server-side cost
+SERVER_PARTIES = tuple(p for p in PARTIES if p not in (DEVICE, RECIPIENT))
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ EU_CATEGORIES = {
     "server": "server-related",
     "encryption": "encryption-related",
 }
-MATCHING = ("fuzzy", "exact", "approximate", "chunked")
+MATCHING = ("fuzzy", "exact", "approximate", "chunked", "none")  # none: a control row, no detection
 ACTIONS = ("report", "block", "warn")
 
 
@@ -107,6 +107,10 @@ class Scheme(ABC):
     # expensive schemes (HE) run the quick profile on a seeded, stratified sample of this many
     # image messages; the measurements then say so (params: messages_sampled / messages_total)
     quick_sample: ClassVar[int | None] = None
+    # (entries, messages): schemes whose per-message work and bytes grow linearly with the list
+    # (MPC) run lists longer than ``entries`` on a seeded sample of ``messages`` image messages,
+    # in any profile; the measurements say so in the same way
+    list_sample: ClassVar[tuple[int, int] | None] = None
 
     def __init__(self, hasher: Hasher, threshold: int | None = None, **params: Any):
         self.hasher = hasher
@@ -133,7 +137,7 @@ class Scheme(ABC):
     def plaintext_match(self, db: KnownHashDatabase, h: np.ndarray) -> bool:
         """The reference verdict a scheme claiming ``fuzzy`` or ``exact`` matching must equal."""
         hs = db.hashes_for(self.hasher.name)
-        if len(hs) == 0:
+        if len(hs) == 0 or self.matching == "none":
             return False
         d = hamming(hs, h)
         return bool((d == 0).any()) if self.matching == "exact" else bool((d <= self.threshold).any())

@@ -74,12 +74,23 @@ class KnownHashDatabase:
         return merkle_root(sorted(leaves))
 
     def padded(self, total: int, seed: int = 0) -> "KnownHashDatabase":
-        """A copy padded with uniformly random synthetic hashes up to ``total`` entries (cost only)."""
+        """A copy padded with synthetic entries up to ``total`` (for cost measurements only).
+
+        Synthetic hashes are uniform random bits (a 256-bit one lies ~128 bits from any real
+        image, so it never matches at a usual threshold); synthetic real-valued features are
+        Gaussian with the real features' mean and spread. One vectorised draw per hasher, so
+        10^6 entries take well under a second."""
         extra = total - len(self)
         if extra <= 0:
             return self
         rng = np.random.default_rng(seed)
         hashes = {k: np.concatenate([v, rng.integers(0, 256, (extra, v.shape[1]), dtype=np.uint8)])
                   for k, v in self.hashes.items()}
-        ids = self.ids + [f"synthetic-{i}" for i in range(extra)]
-        return KnownHashDatabase(ids, hashes, {}, self.version, self.synthetic + extra)
+        feats = {}
+        for k, f in self.features.items():
+            mu, sd = (float(f.mean()), float(f.std()) or 1.0) if f.size else (0.0, 1.0)
+            synth = (rng.standard_normal((extra, f.shape[1]), dtype=np.float32) * sd + mu).astype(f.dtype)
+            feats[k] = np.concatenate([f, synth])
+        start = self.synthetic
+        ids = self.ids + [f"synthetic-{i}" for i in range(start, start + extra)]
+        return KnownHashDatabase(ids, hashes, feats, self.version, self.synthetic + extra)

@@ -48,6 +48,8 @@ def test_hash_pdq_matches_reference(photo_file, capsys):
     (["hash", "--hasher", "bogus", "x.png"], "unknown hasher"),
     (["list", "everything"], "cannot list"),
     (["run"], "--quick"),
+    (["run", "--quick", "--list-size", "3"], "list_size 3 is below n_known 40"),
+    (["run", "--quick", "--list-size", "0"], "list-size"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(args, needle, capsys, tmp_path):
     db = tmp_path / "r.duckdb"

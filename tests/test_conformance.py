@@ -11,11 +11,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, Channel, Ledger, MessageContext, PartyClock
+from e2eebench.protocols.channel import (DEVICE, PROVIDER, RECIPIENT, SERVER_PARTIES, Channel, Ledger,
+                                         MessageContext, PartyClock)
 from e2eebench.protocols.errors import E2EEBenchError, ProtocolError
 from e2eebench.protocols.framework import EU_CATEGORIES, FAMILIES, Scheme
+from e2eebench.protocols.messaging import MessageBody
 from e2eebench.protocols.registry import SCHEMES
-from e2eebench.evaluation.run.metrics import canary_scan
+from e2eebench.evaluation.run.metrics import canary_scan, cost_measurements
 from e2eebench.evaluation.run.runner import RunConfig, prepare, run_scheme
 from e2eebench.evaluation.data.workload import WorkloadConfig
 
@@ -102,6 +104,12 @@ def test_verdicts_equal_plaintext_matching(name, small_data, runs):
     scheme = run.scheme
     own_rule = (type(scheme).plaintext_match is not Scheme.plaintext_match
                 or type(scheme).plaintext_verdict is not Scheme.plaintext_verdict)
+    if scheme.matching == "none":  # a control row: it must detect nothing, and nobody learns a verdict
+        assert not any(o.detected for o in run.outcomes)
+        assert not [x for x in run.ledger.learned if x.kind == "verdict"]
+        assert not any(scheme.plaintext_verdict(small_data.db, small_data.images[o.message_id])
+                       for o in run.outcomes if o.has_image)
+        return
     if scheme.matching in ("chunked", "approximate") and not own_rule:
         pytest.skip(f"{name} claims {scheme.matching} matching without a plaintext rule")
     if name in USER_REPORT_NAMES:
@@ -148,6 +156,37 @@ def test_only_bytes_cross_and_costs_recorded(name, small_data, runs):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_every_party_that_computes_or_receives_is_accounted(name, small_data, runs):
+    """The parties are derived from what happened (the channel's transfers, the clocks), not from
+    a list: a party that spent CPU or received bytes and has no cost row fails here."""
+    run = _run(name, small_data, runs)
+    rows = cost_measurements(run, {})
+    def named(metrics, key):
+        return {m.params[key] for m in rows if m.metric in metrics}
+    computed = {p for p, t in run.cpu_s.items() if t > 0}
+    accounted_cpu = named(("cpu_ms", "setup_cpu_s", "finalize_cpu_s"), "party")
+    # the bundle's receipt and load on every device are accounted by device storage and device setup
+    accounted_cpu |= {DEVICE} if any(m.metric == "device_setup_s" and m.n for m in rows) else set()
+    assert computed <= accounted_cpu, f"CPU of {computed - accounted_cpu} is not accounted"
+    # bundle downloads (device storage), prekey registration and session setup (messaging, the
+    # same for every scheme) are outside the per-message and setup accounts
+    once = ("bundle:", "prekeys:", "session:")
+    received = {t.receiver for t in run.channel.transfers if not (t.message_id or "").startswith(once)}
+    accounted_rx = named(("leg_bytes", "setup_leg_bytes"), "receiver")
+    assert received <= accounted_rx, f"bytes received by {received - accounted_rx} are not accounted"
+    sent = {t.sender for t in run.channel.transfers if not (t.message_id or "").startswith(once)}
+    assert sent <= named(("leg_bytes", "setup_leg_bytes"), "sender")
+    # every party the scheme declares besides the devices computes or receives something
+    assert set(run.scheme.parties) - {DEVICE} <= computed | received
+    im = [o for o in run.outcomes if o.has_image]
+    for o in im:  # server_ms is the sum over every non-device party, per message
+        assert o.server_s == pytest.approx(sum(v for k, v in o.party_s.items() if k in SERVER_PARTIES), abs=1e-12)
+    for o in im:  # and the legs add up to what the devices sent
+        assert o.bytes_up == sum(v for k, v in o.leg_bytes.items()
+                                 if k.split("->")[0] in (DEVICE, RECIPIENT))
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_no_undeclared_plaintext_in_provider_view(name, small_data, runs):
     run = _run(name, small_data, runs)
     kinds = {x.kind for x in run.ledger.learned_by(PROVIDER)}
@@ -185,7 +224,9 @@ def _garblings(payload: bytes, rng) -> list[bytes]:
 def test_malformed_payloads_rejected_with_typed_errors(name, small_data):
     scheme, pstate, bundle, dstate = _setup(name, small_data)
     known_img = small_data.known[0].image
-    payload = scheme.device_prepare(dstate, known_img, _ctx("m-probe")).payload
+    body = MessageBody("probe", b"\x89PNG not really").encode()
+    prepared = scheme.device_prepare(dstate, known_img, _ctx("m-probe"))
+    payload = scheme.device_seal(dstate, body, prepared, _ctx("m-probe"))[0]  # what rides in the envelope
     if not payload:
         payload = scheme.device_prepare(dstate, small_data.benign[0].image, _ctx("m-probe")).payload
     rng = np.random.default_rng(3)

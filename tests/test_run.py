@@ -26,7 +26,7 @@ def overall(df, scheme, metric):
 
 def test_one_row_per_scheme_with_every_metric(quick_db):
     rid, df, info = stored(quick_db)
-    assert sorted(df.scheme.unique()) == ["on-device-list", "psi-ad", "server-side"]
+    assert sorted(df.scheme.unique()) == ["e2ee-no-detection", "on-device-list", "psi-ad", "server-side"]
     for scheme in df.scheme.unique():
         for metric in SUMMARY_METRICS:
             overall(df, scheme, metric)
@@ -37,7 +37,7 @@ def test_one_row_per_scheme_with_every_metric(quick_db):
 
 
 def test_json_gives_the_stored_numbers(quick_db, capsys):
-    code = main(["run", "--quick", "--schemes", "server-side,on-device-list,psi-ad", "--db", str(quick_db),
+    code = main(["run", "--quick", "--schemes", "server-side,e2ee-no-detection,on-device-list,psi-ad", "--db", str(quick_db),
                  "--format", "json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
@@ -45,7 +45,13 @@ def test_json_gives_the_stored_numbers(quick_db, capsys):
     assert out["run_id"] == stored(quick_db)[0]
     for row in out["schemes"]:
         for metric, cell in row.items():
-            if metric == "scheme":
+            if metric in ("scheme", "list_size", "synthetic_padding"):
+                continue
+            if metric.endswith(("_by_party", "_by_leg")):  # one stored row per party / leg
+                name, key = metric.rsplit("_by_", 1)
+                d = df[(df.scheme == row["scheme"]) & (df.metric == name)]
+                got = {json.loads(p)[key]: v for p, v in zip(d.params, d.value)}
+                assert got == pytest.approx({k: c["value"] for k, c in cell.items()}, rel=1e-12)
                 continue
             r = overall(df, row["scheme"], metric)
             if cell["value"] is None:
@@ -57,7 +63,7 @@ def test_json_gives_the_stored_numbers(quick_db, capsys):
 
 def test_deterministic_by_seed(quick_db, tmp_path):
     db2 = tmp_path / "again.duckdb"
-    assert main(["run", "--quick", "--schemes", "server-side,on-device-list,psi-ad", "--db", str(db2),
+    assert main(["run", "--quick", "--schemes", "server-side,e2ee-no-detection,on-device-list,psi-ad", "--db", str(db2),
                  "--format", "csv"]) == 0
     _, a, _ = stored(quick_db)
     _, b, _ = stored(db2)

@@ -20,7 +20,8 @@ from e2eebench.evaluation.run.store import ResultStore
 # The design's roster (DESIGN.md, "The schemes"), in its order: a name listed here but not
 # registered is shown as "not implemented", never with numbers. Metadata comes from the registry.
 PLANNED_SCHEMES: tuple[str, ...] = (
-    "server-side", "user-report-franking", "on-device-list", "on-device-bloom", "on-device-lsh-bloom", "hash-upload",
+    "server-side", "e2ee-no-detection", "exceptional-access", "user-report-franking", "on-device-list",
+    "on-device-bloom", "on-device-lsh-bloom", "hash-upload",
     "partial-hash", "psi-client-learns", "psi-ad", "tpsi-ad", "psi-ad-lsh", "he-hamming",
     "he-cosine", "two-server-mpc", "enclave",
 )

@@ -16,7 +16,7 @@ from e2eebench.evaluation.assess.assessment import Assessment
 CATEGORY_COLOURS = {"baseline (no E2EE)": "#555555", "device-related": "#1f77b4",
                     "server-related": "#9467bd", "encryption-related": "#d62728"}
 COST_METRICS = (("client_ms", "device CPU per image (ms)"), ("server_ms", "server CPU per image (ms)"),
-                ("device_storage_bytes", "device bundle (bytes)"), ("setup_s", "provider setup (s)"))
+                ("device_storage_bytes", "device bundle (bytes)"), ("setup_s", "server-side setup (s)"))
 
 
 def _plt():

@@ -77,7 +77,8 @@ def hash_cmd(files: List[Path] = typer.Argument(..., help="image files"),
 
 
 def build_run_config(config: Optional[Path], quick: bool, schemes: Optional[str], corpus: Optional[str],
-                     hasher: Optional[str], seed: Optional[int], threshold: Optional[str]):
+                     hasher: Optional[str], seed: Optional[int], threshold: Optional[str],
+                     list_size: Optional[int] = None):
     from e2eebench.evaluation.run.config import builtin_config, load_config
     from e2eebench.protocols.registry import SCHEMES, parse_scheme_list
     if config is None and not quick:
@@ -98,6 +99,8 @@ def build_run_config(config: Optional[Path], quick: bool, schemes: Optional[str]
         cfg.seed = seed
     if threshold:
         cfg.threshold = threshold
+    if list_size is not None:
+        cfg.list_size = list_size
     return cfg
 
 
@@ -109,6 +112,8 @@ def run_cmd(quick: bool = typer.Option(False, "--quick", help="the embedded defa
             hasher: Optional[str] = typer.Option(None, "--hasher"),
             seed: Optional[int] = typer.Option(None, "--seed", help="seed (default: the config's, 0)"),
             threshold: Optional[str] = typer.Option(None, "--threshold", help="default, calibrated or an integer"),
+            list_size: Optional[int] = typer.Option(None, "--list-size", min=1,
+                                                    help="pad the known list with labelled synthetic hashes to N entries (cost at N)"),
             db: Path = typer.Option(Path("e2eebench.duckdb"), "--db", help="results database (DuckDB file)"),
             scheduler: Optional[str] = typer.Option(None, "--scheduler",
                                                     help="Dask scheduler address, or 'local' (default: in-process)"),
@@ -117,7 +122,7 @@ def run_cmd(quick: bool = typer.Option(False, "--quick", help="the embedded defa
     from e2eebench.evaluation.api import run
     from e2eebench.evaluation.run.output import render, summary_json, summary_wide
     check_format(fmt)
-    cfg = build_run_config(config, quick, schemes, corpus, hasher, seed, threshold)
+    cfg = build_run_config(config, quick, schemes, corpus, hasher, seed, threshold, list_size)
     if cfg.corpus.startswith("folder:"):
         p = Path(cfg.corpus[len("folder:"):])
         if not p.is_dir():

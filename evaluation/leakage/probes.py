@@ -90,6 +90,40 @@ def provider_view(run: SchemeRun, data: RunData) -> dict[str, dict[str, object]]
 
 
 # -- db_exposure_bits ------------------------------------------------------------------------
+def count_verbatim(hashes: np.ndarray, blob: bytes) -> int:
+    """How many of ``hashes`` occur in ``blob`` verbatim, raw or as lower-case hex.
+
+    Vectorised (a 10^5-entry list against a multi-megabyte bundle in about a second): every
+    8-byte window of the blob is one uint64; a hash whose first 8 bytes (raw or hex) equal a
+    window is compared in full at that window's position, and only the rare prefix collision
+    that fails there is searched for with ``in``."""
+    hashes = np.ascontiguousarray(hashes, np.uint8)
+    if len(hashes) == 0 or len(blob) < 8:
+        return sum(1 for h in hashes if h.tobytes() in blob or h.tobytes().hex().encode() in blob)
+    buf = np.frombuffer(blob, np.uint8)
+    windows = np.lib.stride_tricks.sliding_window_view(buf, 8).copy().view(np.uint64).ravel()
+    order = np.argsort(windows)
+    ordered = windows[order]
+    digits = np.frombuffer(b"0123456789abcdef", np.uint8)
+    hexed = np.empty((len(hashes), 2 * hashes.shape[1]), np.uint8)
+    hexed[:, 0::2], hexed[:, 1::2] = digits[hashes >> 4], digits[hashes & 15]
+
+    def found(forms: np.ndarray) -> np.ndarray:
+        keys = np.ascontiguousarray(forms[:, :8]).view(np.uint64).ravel()
+        i = np.minimum(np.searchsorted(ordered, keys), len(ordered) - 1)
+        pos = order[i]
+        ok = (ordered[i] == keys) & (pos + forms.shape[1] <= len(buf))
+        rows = np.flatnonzero(ok)
+        full = np.zeros(len(forms), bool)
+        if len(rows):  # compare in blocks, so a long list never builds one huge index array
+            for b in range(0, len(rows), 1 << 14):
+                r = rows[b:b + (1 << 14)]
+                full[r] = (buf[pos[r, None] + np.arange(forms.shape[1])] == forms[r]).all(axis=1)
+        return full | (ok & ~full & np.array([f.tobytes() in blob if o and not g else False
+                                              for f, o, g in zip(forms, ok, full)], bool))
+    return int((found(hashes) | found(hexed)).sum())
+
+
 def db_exposure(run: SchemeRun, data: RunData) -> list[Measurement]:
     p = _params(run, data) | {"list_size": len(data.db)}
     fn = getattr(run.scheme, "device_db_exposure", None)
@@ -103,7 +137,7 @@ def db_exposure(run: SchemeRun, data: RunData) -> list[Measurement]:
                             text="no device bundle")]
     bundle = next((d for t, d in run.ledger.received.get(DEVICE, []) if t.label == "bundle"), b"")
     hs = data.db.hashes_for(data.hasher.name)
-    verbatim = sum(1 for h in hs if h.tobytes() in bundle or h.tobytes().hex().encode() in bundle)
+    verbatim = count_verbatim(hs, bundle)
     if len(hs) and verbatim == len(hs):
         return [Measurement(run.name, "db_exposure_bits", float(len(hs) * data.hasher.bits), "bits",
                             len(hs), params=p, text="every list hash appears verbatim in the device bundle")]

@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from e2eebench.protocols.channel import PROVIDER
+from e2eebench.protocols.channel import PROVIDER, SERVER_PARTIES
 from e2eebench.evaluation.run.runner import RunData, SchemeRun
 from e2eebench.evaluation.run.stats import mean_ci, wilson
 from e2eebench.evaluation.run.store import Measurement
@@ -56,22 +56,59 @@ def accuracy_measurements(run: SchemeRun, params: dict) -> list[Measurement]:
     return out
 
 
+def _by_key(values: list[dict], keys: list[str]) -> dict[str, list[float]]:
+    """Per key, one value per message (0 where the message did not touch it)."""
+    return {k: [float(v.get(k, 0)) for v in values] for k in keys}
+
+
+def _split_leg(name: str) -> dict[str, str]:
+    sender, _, receiver = name.partition("->")
+    return {"leg": name, "sender": sender, "receiver": receiver}
+
+
 def cost_measurements(run: SchemeRun, params: dict) -> list[Measurement]:
+    """Cost per image message, per party and per leg, plus setup and the period's end.
+
+    ``server_ms`` is the sum of ``cpu_ms`` over every non-device party (provider, enclave,
+    second server, dealer, third party, escrow); ``rounds`` counts the round trips the sending
+    device waits for and ``server_rounds`` the flights between non-device parties."""
     s = run.name
     im = [o for o in run.outcomes if o.has_image]
-    p = params | {"list_size": run.list_size}
-    return [
+    p = params | {"list_size": run.list_size, "synthetic_padding": run.synthetic}
+    parties = sorted({k for o in im for k in o.party_s})
+    legs = sorted({k for o in im for k in o.leg_bytes})
+    cpu = _by_key([o.party_s for o in im], parties)
+    per_leg = _by_key([o.leg_bytes for o in im], legs)
+    between_servers = [k for k in legs if _split_leg(k)["sender"] in SERVER_PARTIES
+                       and _split_leg(k)["receiver"] in SERVER_PARTIES]
+    out = [
         _mean(s, "client_ms", (o.device_s for o in im), "ms", p, 1e3),
-        _mean(s, "server_ms", (o.server_s for o in im), "ms", p, 1e3),
+        _mean(s, "server_ms", (o.server_s for o in im), "ms", p | {"parties": "all non-device"}, 1e3),
         _mean(s, "bytes_up", (o.bytes_up for o in im), "bytes", p),
         _mean(s, "bytes_down", (o.bytes_down for o in im), "bytes", p),
-        _mean(s, "rounds", (o.rounds for o in im), "flights", p),
+        _mean(s, "rounds", (o.rounds for o in im), "round trips", p),
+        _mean(s, "server_rounds", (o.server_rounds for o in im), "flights", p),
+        _mean(s, "server_bytes", (sum(o.leg_bytes.get(k, 0) for k in between_servers) for o in im), "bytes", p),
+        _mean(s, "bytes_total", (sum(o.leg_bytes.values()) for o in im), "bytes", p),
         _mean(s, "detection_bytes_up", (o.detection_bytes_up for o in im), "bytes", p),
         _mean(s, "detection_bytes_down", (o.detection_bytes_down for o in im), "bytes", p),
         Measurement(s, "device_storage_bytes", float(run.bundle_bytes + run.device_extra_bytes), "bytes", 1,
                     params=p | {"bundle_bytes": run.bundle_bytes, "own_key_bytes": run.device_extra_bytes}),
-        Measurement(s, "setup_s", run.setup_s, "s", 1, params=p),
+        Measurement(s, "bundle_bytes", float(run.bundle_bytes), "bytes", 1, params=p),
+        Measurement(s, "setup_s", run.setup_s, "s", 1, params=p | {"parties": "all non-device"}),
+        _mean(s, "device_setup_s", run.device_load_s, "s", p),
+        Measurement(s, "finalize_s", sum(v for k, v in run.finalize_party_s.items() if k in SERVER_PARTIES),
+                    "s", 1, params=p | {"parties": "all non-device"}),
     ]
+    out += [_mean(s, "cpu_ms", cpu[k], "ms", p | {"party": k}, 1e3) for k in parties]
+    out += [_mean(s, "leg_bytes", per_leg[k], "bytes", p | _split_leg(k)) for k in legs]
+    out += [Measurement(s, "setup_cpu_s", v, "s", 1, params=p | {"party": k})
+            for k, v in sorted(run.setup_party_s.items())]
+    out += [Measurement(s, "setup_leg_bytes", float(v), "bytes", 1, params=p | _split_leg(k))
+            for k, v in sorted(run.setup_leg_bytes.items())]
+    out += [Measurement(s, "finalize_cpu_s", v, "s", 1, params=p | {"party": k})
+            for k, v in sorted(run.finalize_party_s.items())]
+    return out
 
 
 def _as_bytes(v) -> bytes:
@@ -151,6 +188,8 @@ def measure(run: SchemeRun, data: RunData, extra: Sequence[MeasureFn]) -> list[M
     params = run.scheme.describe_params() | {"corpus": data.config.corpus, "profile": data.config.profile}
     if run.sampled:
         params |= {"messages_sampled": run.sampled[0], "messages_total": run.sampled[1]}
+    if run.synthetic:  # the list was padded for cost: every row of this run says so
+        params |= {"list_size": run.list_size, "synthetic_padding": run.synthetic}
     acc = accuracy_measurements(run, params)
     if run.sampled:  # the sample is half known: its precision is not the workload's
         for m in acc:

@@ -10,7 +10,10 @@ import pandas as pd
 FORMATS = ("table", "json", "md", "csv")
 
 SUMMARY_METRICS = ["recall", "fpr", "precision", "client_ms", "server_ms", "bytes_up", "bytes_down",
-                   "detection_bytes_up", "detection_bytes_down", "rounds", "device_storage_bytes", "setup_s", "hash_visible_to_provider", "verdict_to"]
+                   "detection_bytes_up", "detection_bytes_down", "rounds", "server_rounds", "server_bytes",
+                   "device_storage_bytes", "bundle_bytes", "setup_s", "hash_visible_to_provider", "verdict_to"]
+# metrics stored once per party or per leg (params "party" / "leg"): shown as one dict per scheme
+BY_PARTY = {"cpu_ms": "party", "leg_bytes": "leg", "setup_cpu_s": "party", "setup_leg_bytes": "leg"}
 
 
 def _num(v: Any) -> Any:
@@ -84,12 +87,25 @@ def summary_json(df: pd.DataFrame, metrics: list[str] | None = None) -> list[dic
     for scheme, g in d.groupby("scheme", sort=False):
         r: dict[str, Any] = {"scheme": scheme}
         for _, m in g.iterrows():
-            r[m["metric"]] = {"value": _num(m["value"]), "ci_low": _num(m["ci_low"]), "ci_high": _num(m["ci_high"]),
-                              "unit": m["unit"], "n": int(m["n"]), "label": m["label"]}
+            r[m["metric"]] = _cell_json(m)
             if m.get("text") is not None:
                 r[m["metric"]]["text"] = m["text"]
+        for metric, key in BY_PARTY.items():
+            rows = df[(df.scheme == scheme) & (df.metric == metric)]
+            if len(rows):
+                r[f"{metric}_by_{key}"] = {json.loads(m["params"])[key]: _cell_json(m) for _, m in rows.iterrows()}
+        cost = g[g.metric == "server_ms"]
+        p = json.loads(cost.iloc[0]["params"]) if len(cost) and isinstance(cost.iloc[0]["params"], str) else {}
+        for k in ("list_size", "synthetic_padding", "messages_sampled", "messages_total"):
+            if k in p:
+                r[k] = p[k]
         out.append(r)
     return out
+
+
+def _cell_json(m: pd.Series) -> dict:
+    return {"value": _num(m["value"]), "ci_low": _num(m["ci_low"]), "ci_high": _num(m["ci_high"]),
+            "unit": m["unit"], "n": int(m["n"]), "label": m["label"]}
 
 
 def to_markdown(df: pd.DataFrame) -> str:
@@ -130,7 +146,7 @@ TERMINAL_GROUPS = [
     ("Cost per image message", [("client_ms", "device\nCPU ms"), ("server_ms", "server\nCPU ms"),
                                 ("detection_bytes_up", "detection\nbytes up"),
                                 ("detection_bytes_down", "detection\nbytes down"),
-                                ("bytes_up", "all bytes\nup"), ("rounds", "rounds"),
+                                ("bytes_up", "all bytes\nup"), ("rounds", "device\nround trips"),
                                 ("device_storage_bytes", "device\nstorage"), ("setup_s", "setup\nCPU s")]),
 ]
 
@@ -186,5 +202,22 @@ def render_run_terminal(df: pd.DataFrame, title: str, order: list[str] | None = 
                     break
             t.add_row(scheme + sampled, *[compact_cell(by[m]) if m in by else "n/a" for m, _ in cols])
         console.print(t)
+    t = Table(title="Cost by party and leg, per image message", show_lines=True, title_justify="left")
+    for c in ("scheme", "CPU ms per party", "bytes per leg", "server\nrounds"):
+        t.add_column(c, no_wrap=c == "scheme", justify="left" if c != "server\nrounds" else "right")
+    groups = dict(list(df.groupby("scheme", sort=False)))
+    for scheme in [n for n in (order or []) if n in groups] + [n for n in groups if n not in (order or [])]:
+        g = groups[scheme]
+        def listing(metric: str, key: str, fmt) -> str:
+            rows = g[g.metric == metric]
+            return "\n".join(f"{json.loads(r['params'])[key]} {fmt(r['value'])}" for _, r in rows.iterrows()
+                             if _num(r["value"]) is not None)
+        sr = g[g.metric == "server_rounds"]
+        t.add_row(scheme, listing("cpu_ms", "party", lambda v: f"{v:.3g}"),
+                  listing("leg_bytes", "leg", human_bytes),
+                  f"{sr.iloc[0]['value']:.3g}" if len(sr) and _num(sr.iloc[0]["value"]) is not None else "n/a")
+    console.print(t)
+    console.print("server CPU ms = the sum over every party that is not a user's device; rounds = round trips "
+                  "the sending device waits for; server rounds = flights between non-device parties.")
     console.print("Rates: 95% Wilson interval and sample size. Costs: CPU time actually spent and bytes that "
                   "crossed the channel, mean per image message. Use --format json|md|csv for every number.")

@@ -16,8 +16,8 @@ from PIL import Image
 
 from e2eebench.clientside.device import Messenger, encode_png
 from e2eebench.clientside.hashing import Hasher, get_hasher
-from e2eebench.protocols.channel import (DEVICE, PROVIDER, RECIPIENT, SECOND_SERVER, THIRD_PARTY,
-                                         Channel, Ledger, MessageContext, PartyClock)
+from e2eebench.protocols.channel import (DEVICE, PROVIDER, RECIPIENT, SERVER_PARTIES, Channel, Ledger,
+                                         MessageContext, PartyClock, Transfer)
 from e2eebench.protocols.errors import ConfigError, ProtocolError
 from e2eebench.protocols.framework import Scheme
 from e2eebench.protocols.messaging import Identity
@@ -25,8 +25,6 @@ from e2eebench.protocols.registry import scheme_class
 from e2eebench.server.database import KnownHashDatabase
 from e2eebench.server.relay import PrekeyStore, Relay
 from e2eebench.evaluation.data.workload import Message, Workload, WorkloadConfig, generate_workload
-
-SERVER_PARTIES = (PROVIDER, THIRD_PARTY, SECOND_SERVER)
 
 ThresholdSource = Callable[[Hasher, int], int]
 """Resolves a data-derived threshold ("calibrated") for a hasher and seed. The runner is handed
@@ -43,6 +41,7 @@ class RunConfig:
     hasher: str = "pdq"
     n_known: int = 40
     n_benign: int = 120
+    list_size: int | None = None         # pad the known list with synthetic hashes up to this (cost)
     seed: int = 0
     threshold: str = "default"          # "default", "calibrated" or an integer as text
     schemes: list[str] = field(default_factory=list)
@@ -89,12 +88,15 @@ class Outcome:
     verdicts: dict[str, bool]
     detected: bool
     device_s: float
-    server_s: float
+    server_s: float                 # CPU of every non-device party (SERVER_PARTIES), summed
     bytes_up: int
     bytes_down: int
-    rounds: int
+    rounds: int                     # round trips the sending device waits for (see device_rounds)
     detection_bytes_up: int = 0     # what detection adds on the uplink: payload + extra transfers
     detection_bytes_down: int = 0   # what reaches the sending device because of detection
+    server_rounds: int = 0          # flights between non-device parties (see server_rounds)
+    party_s: dict[str, float] = field(default_factory=dict)   # CPU per party for this message
+    leg_bytes: dict[str, int] = field(default_factory=dict)   # bytes per leg "sender->receiver"
 
 
 @dataclass
@@ -108,10 +110,48 @@ class SchemeRun:
     list_size: int
     sampled: tuple[int, int] | None = None   # (image messages run, image messages in the workload)
     device_extra_bytes: int = 0              # kept on a device beyond the bundle (own keys)
+    synthetic: int = 0                       # synthetic list entries among list_size (cost padding)
+    setup_party_s: dict[str, float] = field(default_factory=dict)   # setup CPU per party
+    setup_leg_bytes: dict[str, int] = field(default_factory=dict)   # setup bytes per leg
+    device_load_s: list[float] = field(default_factory=list)        # each device's bundle load CPU
+    finalize_party_s: dict[str, float] = field(default_factory=dict)  # period-end CPU per party
+    cpu_s: dict[str, float] = field(default_factory=dict)           # the whole run's CPU per party
 
     @property
     def name(self) -> str:
         return self.scheme.name
+
+
+def leg(t: Transfer) -> str:
+    """The name of the leg a transfer crossed: ``sender->receiver``."""
+    return f"{t.sender}->{t.receiver}"
+
+
+def leg_bytes(transfers: list[Transfer]) -> dict[str, int]:
+    """Bytes per leg, every leg that carried anything."""
+    out: dict[str, int] = {}
+    for t in transfers:
+        out[leg(t)] = out.get(leg(t), 0) + t.size
+    return out
+
+
+def device_rounds(transfers: list[Transfer]) -> int:
+    """Round trips the sending device waits for: one for sending at all, plus one per flight that
+    reaches it during the exchange (it must be online to receive, and usually answer, each)."""
+    if not any(t.sender == DEVICE for t in transfers):
+        return 0
+    return 1 + len({t.flight for t in transfers if t.receiver == DEVICE})
+
+
+def server_rounds(transfers: list[Transfer]) -> int:
+    """Flights between non-device parties (server to server, dealer, enclave, escrow), counted in
+    the order the simulation runs them: flights a deployment could send in parallel count apart."""
+    return len({t.flight for t in transfers if t.sender in SERVER_PARTIES and t.receiver in SERVER_PARTIES})
+
+
+def _delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU each party spent between two clock snapshots (parties that spent none are left out)."""
+    return {p: after[p] - before.get(p, 0.0) for p in after if after[p] - before.get(p, 0.0) > 0}
 
 
 def _seed_of(*parts: Any) -> int:
@@ -126,11 +166,18 @@ def prepare(config: RunConfig, progress: Callable[[str, int, int], None] | None 
     from e2eebench.evaluation.data.transforms import parse_transform
 
     hasher = get_hasher(config.hasher)
+    if config.list_size is not None and config.list_size < config.n_known:
+        raise ConfigError(f"list_size {config.list_size} is below n_known {config.n_known} "
+                          "(it counts the real known items plus synthetic padding)")
     corpus = get_corpus(config.corpus, seed=config.seed, size=config.image_size)
     need = config.n_known + config.n_benign
     items = corpus.items(None if getattr(corpus, "finite", False) else need)
     known, benign = split_known_benign(items, config.n_known, config.n_benign, config.seed)
     db = KnownHashDatabase.from_images(known, [hasher])
+    if config.list_size is not None:
+        if config.list_size < len(db):
+            raise ConfigError(f"list_size {config.list_size} is below the {len(db)} known items")
+        db = db.padded(config.list_size, seed=_seed_of(config.seed, "list padding"))
     wl = generate_workload([k.id for k in known], [b.id for b in benign], config.workload, config.seed)
     by_id = {it.id: it for it in known + benign}
     transforms: dict[str, Any] = {}
@@ -190,14 +237,18 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
     with channel.exchange("setup"):
         with clock.role(PROVIDER):
             pstate, bundle = scheme.provider_setup(data.db, setup_ctx)
-    setup_s = sum(clock.totals.get(p, 0.0) for p in SERVER_PARTIES)
+    setup_party_s = clock.snapshot()
+    setup_s = sum(setup_party_s.get(p, 0.0) for p in SERVER_PARTIES)
     devices: dict[str, Messenger] = {}
+    load_s: list[float] = []
     for a in wl.accounts:
         ctx = context(f"bundle:{a.id}", a.id, a.id)
+        before = clock.snapshot()
         with channel.exchange(ctx.message_id):
             received = channel.send(PROVIDER, DEVICE, "bundle", bundle)
             with clock.role(DEVICE):
                 dstate = scheme.device_load(received, a.id, ctx)
+        load_s.append(clock.snapshot().get(DEVICE, 0.0) - before.get(DEVICE, 0.0))
         devices[a.id] = Messenger(idents[a.id], prekeys, scheme, dstate, identities=directory)
         with channel.exchange(f"prekeys:{a.id}"):  # messaging's own cost, the same for every scheme
             devices[a.id].register(ctx)
@@ -207,8 +258,9 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
 
     messages = wl.messages
     sampled = None
-    if cfg.profile in ("quick", "conformance") and scheme.quick_sample and len(wl.image_messages) > scheme.quick_sample:
-        messages = sample_messages(wl, scheme.quick_sample, cfg.seed)
+    k = sample_size(scheme, cfg.profile, len(data.db))
+    if k is not None and len(wl.image_messages) > k:
+        messages = sample_messages(wl, k, cfg.seed)
         sampled = (len(messages), len(wl.image_messages))
     raw: list[tuple] = []
     for i, m in enumerate(messages):
@@ -235,9 +287,11 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
             progress(name, i + 1, len(messages))
 
     fin = context("finalize", PROVIDER, "fin")
+    before_fin = clock.snapshot()
     with channel.exchange("finalize"):
         with clock.role(PROVIDER):
             scheme.provider_finalize(pstate, fin)
+    finalize_party_s = _delta(before_fin, clock.snapshot())
 
     verdicts: dict[str, dict[str, bool]] = {}
     for x in ledger.learned:
@@ -247,22 +301,40 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
     det_party = scheme.detector
     for m, was_sent, ok, before, after, transfers, plain_env in raw:
         v = verdicts.get(m.id, {})
-        dev = after.get(DEVICE, 0) - before.get(DEVICE, 0)
-        srv = sum(after.get(p, 0) - before.get(p, 0) for p in SERVER_PARTIES)
+        party_s = _delta(before, after)
+        dev = party_s.get(DEVICE, 0.0)
+        srv = sum(party_s.get(p, 0.0) for p in SERVER_PARTIES)
         # a recipient's report (user-report schemes) is upload too; nothing else leaves a recipient
         up = sum(t.size for t in transfers if t.sender in (DEVICE, RECIPIENT))
         down = sum(t.size for t in transfers if t.receiver in (DEVICE, RECIPIENT))
-        flights = {t.flight for t in transfers if t.receiver != RECIPIENT}
         det_down = sum(t.size for t in transfers if t.receiver == DEVICE
                        or (t.receiver == RECIPIENT and t.label != "deliver"))
         outcomes.append(Outcome(m.id, m.sender, m.has_image, m.known, m.transform, was_sent, ok, v,
-                                bool(v.get(det_party, False)), dev, srv, up, down, len(flights),
-                                up - plain_env, det_down))
+                                bool(v.get(det_party, False)), dev, srv, up, down, device_rounds(transfers),
+                                up - plain_env, det_down, server_rounds(transfers), party_s,
+                                leg_bytes(transfers)))
     extra = max((scheme.device_storage(d.state) for d in devices.values()), default=0)
     run = SchemeRun(scheme, outcomes, ledger, channel, setup_s, len(bundle), len(data.db))
     run.sampled = sampled
     run.device_extra_bytes = extra
+    run.synthetic = data.db.synthetic
+    run.setup_party_s = {p: t for p, t in setup_party_s.items() if t > 0}
+    run.setup_leg_bytes = leg_bytes(channel.for_message("setup"))
+    run.device_load_s = load_s
+    run.finalize_party_s = finalize_party_s
+    run.cpu_s = {p: t for p, t in clock.snapshot().items() if t > 0}
     return run
+
+
+def sample_size(scheme: Scheme, profile: str, list_size: int) -> int | None:
+    """How many image messages a scheme runs on, if not all: its quick sample in the quick
+    profiles, its large-list sample once the list outgrows what every message can afford."""
+    ks = []
+    if profile in ("quick", "conformance") and scheme.quick_sample:
+        ks.append(scheme.quick_sample)
+    if scheme.list_sample and list_size > scheme.list_sample[0]:
+        ks.append(scheme.list_sample[1])
+    return min(ks) if ks else None
 
 
 def sample_messages(wl: Workload, k: int, seed: int) -> list[Message]:
