@@ -5,7 +5,6 @@ measurements (one transaction) for the rubric's security criterion.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -36,7 +35,8 @@ def _print(summary: dict, fmt: str, title: str) -> None:
     import pandas as pd
     from e2eebench.evaluation.run.output import render
     if fmt == "json":
-        echo(json.dumps(summary, default=str, indent=1))
+        from e2eebench.evaluation.run.strictjson import dumps
+        echo(dumps(summary, indent=1))
         return
     rows = [{"field": k, "value": v} for k, v in _flat(summary).items()]
     echo(render(pd.DataFrame(rows), fmt, title=title))
