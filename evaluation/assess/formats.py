@@ -117,7 +117,7 @@ def legend_sentences(a: Assessment) -> list[str]:
     rub = a.rubric
     cells = _all_cells(a)
     out = ["Each figure is rated on the end of its 95% interval that is worse for the scheme "
-           "(a figure without an interval on its value)."]
+           "(a figure stored without an interval, on its value)."]
     if any(m.inconclusive for m in cells):
         out.append("A figure whose interval spans two ratings is marked inconclusive, with the sample size "
                    "at the observed value that would settle it; it keeps the worse rating.")
