@@ -442,7 +442,8 @@ table{border-collapse:collapse;margin:8px 0 16px 0}
 th,td{border:1px solid #bbb;padding:4px 7px;vertical-align:top;text-align:left}
 th{background:#f2f2f2;font-weight:600}
 td:first-child{white-space:nowrap;font-weight:600}
-td.num{text-align:right;white-space:nowrap}
+td.num{text-align:right;min-width:5.5em;max-width:15em;overflow-wrap:anywhere}
+th{overflow-wrap:anywhere}
 td.num small{display:block;color:#333;font-size:11px}
 td.num small.note{font-style:italic;max-width:16em;white-space:normal}
 td.inconclusive{background-image:repeating-linear-gradient(45deg,transparent 0 7px,rgba(255,255,255,.6) 7px 12px)}
@@ -482,7 +483,7 @@ def to_html(a: Assessment) -> str:
     for c in a.criteria:
         o += [f"<h2>{_h(c.title)}: figures</h2>", f'<table class="figures" data-criterion="{_h(c.key)}"><thead><tr>',
               "<th>scheme</th><th>rating</th>"]
-        o += [f'<th title="{_h(rule_text(a, m))}">{_h(m)}</th>' for m in c.metrics]
+        o += [f'<th title="{_h(rule_text(a, m))}">{_h(m).replace("_", "_<wbr>")}</th>' for m in c.metrics]
         o += ['</tr><tr class="unit"><th></th><th></th>']
         o += [f"<th>{_h(metric_unit(a, m) or '-')}</th>" for m in c.metrics] + ["</tr></thead><tbody>"]
         for _, r in a.table.iterrows():

@@ -26,6 +26,8 @@ class Report:
     tables: dict[str, Path] = field(default_factory=dict)
     figures: list[Path] = field(default_factory=list)
     summary: Path | None = None
+    picture: Path | None = None          # the HTML table as Chromium renders it (assessment.html.png)
+    notes: list[str] = field(default_factory=list)
 
 
 def _ran(a: Assessment) -> list[str]:
@@ -106,9 +108,29 @@ def make_report(out_dir: str | Path, *, quick: bool = False, run: str | None = N
         write_atomic(path, export_assessment(a, fmt))
         rep.tables[fmt] = path
     rep.figures = write_figures(a, out)
+    rep.picture = _picture(rep)
     rep.summary = out / "summary.md"
     write_atomic(rep.summary, summary_markdown(a, rep.figures, rep.tables))
     return rep
+
+
+def _picture(rep: Report) -> Path | None:
+    """The HTML table rendered by headless Chromium, next to it; a plain note where Chromium is absent."""
+    from e2eebench.evaluation.assess.browser import BrowserMissing, render_png
+    html = rep.tables["html"]
+    png = html.with_name(html.name + ".png")
+    try:
+        lay = render_png(html, png)
+    except BrowserMissing as e:
+        rep.notes.append(f"no PNG of the table: {e}")
+        return None
+    except (RuntimeError, OSError) as e:  # a browser that fails must not lose the tables already written
+        rep.notes.append(f"no PNG of the table: Chromium failed: {e}")
+        return None
+    if lay.overflows:
+        rep.notes.append(f"the HTML table is wider than {lay.client_width} px ({lay.scroll_width} px): "
+                         "the PNG is widened to hold it")
+    return png
 
 
 def provenance_text(rep: Report) -> str:

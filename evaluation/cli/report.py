@@ -25,5 +25,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         with progress_bar() as cb:
             rep = make_report(out, quick=quick, run=run, db=db, rubric=rubric, schemes=names, progress=cb)
         echo(f"run {rep.run_id} ({rep.db})")
-        for p in [*rep.tables.values(), *rep.figures, rep.summary]:
+        for p in [*rep.tables.values(), *([rep.picture] if rep.picture else []), *rep.figures, rep.summary]:
             echo(f"wrote {p}")
+        for note in rep.notes:
+            echo(f"note: {note}")
