@@ -236,3 +236,23 @@ def test_missing_value_is_not_measured_even_with_text(tmp_path):
     c = build_assessment(df, rub).table.set_index("scheme").loc["server-side", "eff"].cells[0]
     assert c.rating == "none" and c.measured and c.text == "no known images sent" and c.value is None
     assert not math.isnan(c.n)
+
+
+def test_a_study_joins_runs_and_each_cell_names_its_run(tmp_path):
+    db = str(tmp_path / "r.duckdb")
+    with ResultStore(db) as s:
+        comparison = s.write_run([Measurement("psi-ad", "recall", 0.8, "rate", 20, 0.58, 0.92, {"slice": "all"}),
+                                  Measurement("psi-ad", "evasion_success_rate", 1.0, "rate", 4, 0.51, 1.0)],
+                                 command="run", config={}, seed=0, run_id="cmp")
+        attack = s.write_run([Measurement("psi-ad", "evasion_success_rate", 0.02, "rate", 400, 0.0077, 0.0512)],
+                             command="attack evasion", config={}, seed=0, run_id="atk")
+    a = assess_run(db, comparison, with_runs=[attack])
+    t = a.table.set_index("scheme")
+    ev = [m for m in t.loc["psi-ad", "security"].cells if m.metric == "evasion_success_rate"][0]
+    rec = t.loc["psi-ad", "effectiveness"].cells[0]
+    assert (ev.n, ev.run_id, ev.candidates) == (400, "atk", 2) and rec.run_id == "cmp"
+    assert [e["run_id"] for e in a.provenance["with_runs"]] == ["atk"]
+    long = a.long()
+    assert set(long[long.label != "not measured"]["source_run"]) == {"cmp", "atk"}
+    from e2eebench.evaluation.assess.formats import to_markdown
+    assert "with run: atk (command attack evasion" in to_markdown(a)

@@ -224,11 +224,26 @@ def build_assessment(measurements: pd.DataFrame, rubric: Rubric | None = None,
 
 
 def assess_run(db: str, run: str = "latest", rubric: str | None = None,
-               include_planned: bool = True) -> Assessment:
-    """Read a stored run (id or 'latest') and assess it."""
+               include_planned: bool = True, with_runs: tuple[str, ...] | list[str] = ()) -> Assessment:
+    """Read a stored run (id or 'latest') and assess it.
+
+    ``with_runs``: further stored runs of the same database (an accuracy benchmark, attack runs,
+    scale benchmarks) whose measurements join the table. Where several rows could fill one cell
+    the one with the largest n is used (as within a run); every cell names the run it came from,
+    and the provenance lists every run."""
     rub = load_rubric(rubric)
     with ResultStore(db) as store:
         run_id = store.resolve(run)
-        df = store.measurements(run_id)
+        frames = [store.measurements(run_id)]
         info = store.run_info(run_id)
+        extra = []
+        for r in with_runs:
+            rid = store.resolve(r)
+            if rid != run_id and rid not in [e["run_id"] for e in extra]:
+                frames.append(store.measurements(rid))
+                e = store.run_info(rid)
+                extra.append({k: e[k] for k in ("run_id", "created", "command", "commit", "seed")})
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if extra:
+        info = dict(info) | {"with_runs": extra}
     return build_assessment(df, rub, info, include_planned)

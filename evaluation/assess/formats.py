@@ -168,6 +168,8 @@ def provenance_lines(a: Assessment) -> list[str]:
             f"seed: {p.get('seed', 'n/a')}",
             "packages: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
             f"rubric: {p.get('rubric', 'n/a')} (sha256 {p.get('rubric_sha256', '')})",
+            *[f"with run: {e['run_id']} (command {e['command']}, commit {e['commit']}, seed {e['seed']})"
+              for e in p.get("with_runs") or []],
             "config: " + json.dumps(cfg, sort_keys=True, default=str)]
 
 

@@ -77,7 +77,8 @@ def summary_markdown(a: Assessment, figures: list[Path], tables: dict[str, Path]
 
 def make_report(out_dir: str | Path, *, quick: bool = False, run: str | None = None, db: str | Path | None = None,
                 rubric: str | Path | None = None, schemes: list[str] | None = None,
-                progress: Callable[[str, int, int], None] | None = None) -> Report:
+                progress: Callable[[str, int, int], None] | None = None,
+                with_runs: list[str] | None = None) -> Report:
     """Run the quick comparison (or read ``run`` from ``db``) and write tables, figures and summary.md."""
     from e2eebench.evaluation.assess.figures import write_figures
     out = Path(out_dir)
@@ -101,7 +102,7 @@ def make_report(out_dir: str | Path, *, quick: bool = False, run: str | None = N
         cfg = quick_config(**({"schemes": schemes} if schemes else {}))
         run = run_comparison(cfg, db=db_path, progress=progress, command="report").run_id
     out.mkdir(parents=True, exist_ok=True)
-    a = assess_run(db_path, run, None if rubric is None else str(rubric))
+    a = assess_run(db_path, run, None if rubric is None else str(rubric), with_runs=with_runs or ())
     rep = Report(out, a.provenance["run_id"], db_path, a)
     for fmt in TABLE_FORMATS:
         path = out / f"assessment.{SUFFIX[fmt]}"
