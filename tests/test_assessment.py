@@ -8,6 +8,7 @@ import pytest
 
 from e2eebench.evaluation.assess.assessment import NOT_IMPLEMENTED, assess_run, build_assessment
 from e2eebench.evaluation.assess.rubric import load_rubric, rubric_from_dict
+from e2eebench.evaluation.run.stats import Z95
 from e2eebench.evaluation.run.store import Measurement, ResultStore
 from e2eebench.protocols.errors import ConfigError, InputError
 
@@ -76,32 +77,116 @@ def test_table_from_stored_run_ratings_and_not_measured(tmp_path):
     a = build_assessment(df, rub, info)
     t = a.table.set_index("scheme")
     ss, od = t.loc["server-side"], t.loc["on-device-list"]
-    # server-side: recall 0.6 -> fair; fpr rated on ci_high 0.0713 -> fair; criterion = worst = fair
-    assert [c.rating for c in ss["eff"].cells] == ["fair", "fair"]
-    assert ss["eff"].rating == "fair"
-    assert ss["eff"].cells[0].n == 20 and ss["eff"].cells[0].params == json.dumps({"slice": "all"})
-    assert ss["cost"].rating == "none" and not ss["cost"].cells[0].measured
-    # on-device-list: recall good, fpr missing (none), criterion = worst measured = good
-    assert [c.rating for c in od["eff"].cells] == ["good", "none"]
-    assert od["eff"].rating == "good" and od["cost"].rating == "poor"
+    # server-side recall 0.6 [0.39, 0.78]: the worse end 0.39 is poor, the better end fair -> poor, inconclusive;
+    # fpr 0 [0, 0.0713] with on = "ci_high" (this rubric rates that bound only): fair, conclusive
+    rec, fpr = ss["eff"].cells
+    assert (rec.rating, rec.best, rec.basis) == ("poor", "fair", 0.39) and rec.inconclusive
+    assert (fpr.rating, fpr.best, fpr.basis) == ("fair", "fair", 0.0713) and not fpr.inconclusive
+    # the n that resolves recall, from the Wilson interval's defining equation |p - T| = z sqrt(T(1-T)/n):
+    # its lower end reaches 0.5 at n = z^2 0.25 / 0.1^2
+    assert rec.resolve_n == math.ceil(Z95 ** 2 * 0.25 / 0.01)
+    assert ss["eff"].rating == "poor" and ss["eff"].best == "fair" and ss["eff"].inconclusive
+    assert (ss["eff"].rated, ss["eff"].total) == (2, 2)
+    assert rec.n == 20 and rec.params == json.dumps({"slice": "all"})
+    assert ss["cost"].rating == "none" and not ss["cost"].cells[0].measured and ss["cost"].rated == 0
+    # on-device-list: recall fair (inconclusive, good at its better end), fpr missing: 1 of 2, incomplete
+    assert [c.rating for c in od["eff"].cells] == ["fair", "none"]
+    assert od["eff"].cells[0].resolve_n == math.ceil(Z95 ** 2 * 0.09 / 0.05 ** 2)
+    assert od["eff"].rating == "fair" and not od["eff"].complete and (od["eff"].rated, od["eff"].total) == (1, 2)
+    assert od["cost"].rating == "poor" and not od["cost"].cells[0].inconclusive
     assert a.provenance["run_id"] == rid and a.provenance["seed"] == 3
 
 
-def test_unimplemented_design_schemes_are_rows_without_numbers(tmp_path):
+def _one(tmp_path, rows, rub=MINI, scheme="server-side", crit="eff"):
+    rubric = rubric_from_dict(__import__("tomllib").loads(rub))
+    db = _store(tmp_path, rows)
+    with ResultStore(db) as s:
+        df = s.measurements(s.resolve())
+    return build_assessment(df, rubric).table.set_index("scheme").loc[scheme, crit]
+
+
+def test_incomplete_criterion_is_never_green(tmp_path):
+    cc = _one(tmp_path, [Measurement("server-side", "recall", 1.0, "rate", 400, 0.99, 1.0, {"slice": "all"})])
+    assert cc.cells[0].rating == "good" and not cc.cells[0].inconclusive
+    assert cc.rating == "none" and (cc.rated, cc.total) == (1, 2)   # fpr missing: could be anything
+    from e2eebench.evaluation.assess.formats import criterion_text
+    assert "1 of 2 measured" in criterion_text(cc, rubric_from_dict(__import__("tomllib").loads(MINI)))
+
+
+def test_complete_green_criterion_is_green(tmp_path):
+    cc = _one(tmp_path, [Measurement("server-side", "recall", 1.0, "rate", 400, 0.99, 1.0, {"slice": "all"}),
+                         Measurement("server-side", "fpr", 0.0, "rate", 1000, 0.0, 0.0038)])
+    assert cc.rating == "good" and cc.complete and not cc.inconclusive
+
+
+@pytest.mark.parametrize("label", ["declared", "modelled", "extrapolated"])
+def test_declared_and_modelled_are_shown_never_rated(tmp_path, label):
+    cc = _one(tmp_path, [Measurement("server-side", "recall", 1.0, "rate", 400, 0.99, 1.0, {"slice": "all"},
+                                     label=label),
+                         Measurement("server-side", "fpr", 0.0, "rate", 1000, 0.0, 0.0038)])
+    rec = cc.cells[0]
+    assert rec.measured and rec.value == 1.0 and rec.rating == "none" and label in rec.note
+    assert cc.rating == "none" and (cc.rated, cc.total) == (1, 2)
+
+
+def test_mean_interval_resolve_n_scales_as_root_n(tmp_path):
+    # client_ms 15 [5, 25], n = 10, green <= 10: the lower end leaves the green band once
+    # 10 sqrt(10 / m) < 5, i.e. m > 40
+    cc = _one(tmp_path, [Measurement("server-side", "client_ms", 15.0, "ms", 10, 5.0, 25.0)], crit="cost")
+    m = cc.cells[0]
+    assert m.rating == "fair" and m.best == "good" and m.resolve_n == 41 and "approximate" in m.note
+
+
+def test_zero_rate_resolves_where_the_wilson_upper_end_clears_the_threshold(tmp_path):
+    # 0 of 50 [0, 0.0713], green <= 0.01: the upper end z^2 / (n + z^2) falls to 0.01 at n = z^2 0.99 / 0.01
+    rub = MINI.replace('on = "ci_high"\n', "")
+    m = _one(tmp_path, [Measurement("server-side", "fpr", 0.0, "rate", 50, 0.0, 0.0713)], rub=rub).cells[1]
+    assert (m.rating, m.best) == ("fair", "good") and m.resolve_n == math.ceil(Z95 ** 2 * 0.99 / 0.01)
+    assert "Wilson" in m.note
+
+
+def test_value_on_a_zero_threshold_cannot_be_resolved(tmp_path):
+    rub = MINI.replace('on = "ci_high"\n', "").replace("green = 0.01\namber = 0.1", "green = 0\namber = 0.1")
+    cc = _one(tmp_path, [Measurement("server-side", "fpr", 0.0, "rate", 50, 0.0, 0.0713)], rub=rub)
+    m = cc.cells[1]
+    assert m.inconclusive and m.resolve_n is None and "threshold" in m.note
+
+
+def test_shown_metric_is_never_rated_nor_counted(tmp_path):
+    rub = MINI + "\n[criteria.eff.metrics.second]\nshow = true\n"
+    cc = _one(tmp_path, [Measurement("server-side", "second", 0.5, "rate", 10, 0.2, 0.8),
+                         Measurement("server-side", "recall", 1.0, "rate", 400, 0.99, 1.0, {"slice": "all"}),
+                         Measurement("server-side", "fpr", 0.0, "rate", 1000, 0.0, 0.0038)], rub=rub)
+    assert cc.cells[2].shown and cc.cells[2].rating == "none" and cc.cells[2].value == 0.5
+    assert cc.rating == "good" and (cc.rated, cc.total) == (2, 2)
+
+
+def test_percentile_rows_are_rated_on_their_value(tmp_path):
+    cc = _one(tmp_path, [Measurement("server-side", "client_ms", 5.0, "ms", 10, 1.0, 500.0,
+                                     {"stat": "median [p10, p90]"})], crit="cost")
+    assert cc.cells[0].rating == "good" and not cc.cells[0].inconclusive
+
+
+def test_unimplemented_design_schemes_are_rows_without_numbers(tmp_path, monkeypatch):
+    import e2eebench.evaluation.assess.assessment as assessment
     from e2eebench.protocols.registry import SCHEMES
+    monkeypatch.setattr(assessment, "PLANNED_SCHEMES", assessment.PLANNED_SCHEMES + ("future-scheme",))
     db = _store(tmp_path, [Measurement("server-side", "recall", 1.0, "rate", 4, 0.5, 1.0, {"slice": "all"})])
     a = assess_run(db)
     long = a.long()
-    planned = [s for s in ("two-server-mpc", "enclave", "he-hamming", "he-cosine") if s not in SCHEMES]
+    planned = [s for s in assessment.PLANNED_SCHEMES if s not in SCHEMES]
+    assert "future-scheme" in planned
     for s in planned:
         row = a.table[a.table.scheme == s].iloc[0]
         assert row["status"].startswith(NOT_IMPLEMENTED)
         sub = long[long.scheme == s]
-        assert sub["value"].isna().all() and (sub["label"] == "not measured").all()
+        assert len(sub) and sub["value"].isna().all() and (sub["label"] == "not measured").all()
     # registered but not run: no numbers either
-    for s in SCHEMES:
-        if s != "server-side":
-            assert long[long.scheme == s]["value"].isna().all()
+    others = [s for s in SCHEMES if s != "server-side"]
+    assert others
+    for s in others:
+        sub = long[long.scheme == s]
+        assert len(sub) and sub["value"].isna().all()
 
 
 def test_custom_rubric_file_changes_the_rating(tmp_path):
@@ -109,7 +194,7 @@ def test_custom_rubric_file_changes_the_rating(tmp_path):
     strict = tmp_path / "strict.toml"
     strict.write_text(MINI.replace("green = 0.9\namber = 0.5", "green = 0.99\namber = 0.95"))
     lax = tmp_path / "lax.toml"
-    lax.write_text(MINI.replace("green = 0.9\namber = 0.5", "green = 0.7\namber = 0.5"))
+    lax.write_text(MINI.replace("green = 0.9\namber = 0.5", "green = 0.45\namber = 0.3"))
     rs = assess_run(db, rubric=str(strict)).table.set_index("scheme").loc["server-side", "eff"].cells[0].rating
     rl = assess_run(db, rubric=str(lax)).table.set_index("scheme").loc["server-side", "eff"].cells[0].rating
     assert (rs, rl) == ("poor", "good")
@@ -151,3 +236,23 @@ def test_missing_value_is_not_measured_even_with_text(tmp_path):
     c = build_assessment(df, rub).table.set_index("scheme").loc["server-side", "eff"].cells[0]
     assert c.rating == "none" and c.measured and c.text == "no known images sent" and c.value is None
     assert not math.isnan(c.n)
+
+
+def test_a_study_joins_runs_and_each_cell_names_its_run(tmp_path):
+    db = str(tmp_path / "r.duckdb")
+    with ResultStore(db) as s:
+        comparison = s.write_run([Measurement("psi-ad", "recall", 0.8, "rate", 20, 0.58, 0.92, {"slice": "all"}),
+                                  Measurement("psi-ad", "evasion_success_rate", 1.0, "rate", 4, 0.51, 1.0)],
+                                 command="run", config={}, seed=0, run_id="cmp")
+        attack = s.write_run([Measurement("psi-ad", "evasion_success_rate", 0.02, "rate", 400, 0.0077, 0.0512)],
+                             command="attack evasion", config={}, seed=0, run_id="atk")
+    a = assess_run(db, comparison, with_runs=[attack])
+    t = a.table.set_index("scheme")
+    ev = [m for m in t.loc["psi-ad", "security"].cells if m.metric == "evasion_success_rate"][0]
+    rec = t.loc["psi-ad", "effectiveness"].cells[0]
+    assert (ev.n, ev.run_id, ev.candidates) == (400, "atk", 2) and rec.run_id == "cmp"
+    assert [e["run_id"] for e in a.provenance["with_runs"]] == ["atk"]
+    long = a.long()
+    assert set(long[long.label != "not measured"]["source_run"]) == {"cmp", "atk"}
+    from e2eebench.evaluation.assess.formats import to_markdown
+    assert "with run: atk (command attack evasion" in to_markdown(a)

@@ -146,10 +146,13 @@ def test_threshold_schemes_reveal_only_matches(name, small_data, runs):
 def test_only_bytes_cross_and_costs_recorded(name, small_data, runs):
     run = _run(name, small_data, runs)
     assert run.channel.transfers
-    for t in run.channel.transfers:
-        assert isinstance(t.size, int) and t.size >= 0
+    got = {t.seq: d for items in run.ledger.received.values() for t, d in items}
     for party, items in run.ledger.received.items():
         assert all(isinstance(d, bytes) for _, d in items)
+    for t in run.channel.transfers:  # every transfer reached its receiver, and its size is those bytes
+        assert t.seq in got and t.size == len(got[t.seq]), (t.label, t.size)
+    assert len(got) == len(run.channel.transfers)
+    assert sum(t.size for t in run.channel.transfers) > 0
     im = [o for o in run.outcomes if o.has_image and o.sent]
     assert all(o.bytes_up > 0 for o in im)
     assert sum(o.device_s + o.server_s for o in im) > 0
@@ -189,12 +192,33 @@ def test_every_party_that_computes_or_receives_is_accounted(name, small_data, ru
 @pytest.mark.parametrize("name", NAMES)
 def test_no_undeclared_plaintext_in_provider_view(name, small_data, runs):
     run = _run(name, small_data, runs)
-    kinds = {x.kind for x in run.ledger.learned_by(PROVIDER)}
+    learned = run.ledger.learned_by(PROVIDER)
+    kinds = {x.kind for x in learned}
     scan = canary_scan(run, small_data)
     if "image" not in kinds:
         assert scan["image_hits"] == 0
     if "hash" not in kinds and "image" not in kinds:
         assert scan["hash_hits"] == 0
+    # the same check on the raw bytes the provider received, independent of any declaration:
+    # an undeclared benign hash (raw or hex) or image fragment must not be in them
+    raw = b"".join(run.ledger.received_bytes(PROVIDER))
+    assert raw, "the provider received nothing"
+    ran = {o.message_id for o in run.outcomes if o.has_image}
+    benign = [m for m in small_data.workload.image_messages if not m.known and m.id in ran]
+    assert benign, "no benign image ran: the check is empty"
+    for m in benign:
+        h = small_data.image_hash(m.id).tobytes()
+        if "hash" not in kinds and "image" not in kinds:
+            assert h not in raw and h.hex().encode() not in raw, m.id
+        png = small_data.png[m.id]
+        if "image" not in kinds:
+            assert png[len(png) // 2: len(png) // 2 + 48] not in raw, m.id
+    if "hash" in kinds:  # a declaration must be true: each declared hash is the hash of an image sent
+        declared = {bytes(x.value) for x in learned if x.kind == "hash" and isinstance(x.value, (bytes, bytearray))}
+        declared |= {np.asarray(x.value, np.uint8).tobytes() for x in learned
+                     if x.kind == "hash" and isinstance(x.value, np.ndarray)}
+        sent = {small_data.image_hash(m.id).tobytes() for m in small_data.workload.image_messages if m.id in ran}
+        assert declared and declared <= sent, name
 
 
 def _setup(name, small_data):

@@ -39,13 +39,26 @@ def test_one_row_per_scheme_with_every_metric(quick_db):
 def test_json_gives_the_stored_numbers(quick_db, capsys):
     code = main(["run", "--quick", "--schemes", "server-side,e2ee-no-detection,on-device-list,psi-ad", "--db", str(quick_db),
                  "--format", "json"])
-    out = json.loads(capsys.readouterr().out)
+    from e2eebench.evaluation.run.strictjson import loads_strict
+    out = loads_strict(capsys.readouterr().out)   # NaN / Infinity would raise here
     assert code == 0
     _, df, _ = stored(quick_db)      # the run just printed is now the latest
     assert out["run_id"] == stored(quick_db)[0]
+    # complete: every stored row of the run, under its scheme and metric, with the stored numbers
+    listed = [(row["scheme"], metric, json.dumps(m["params"], sort_keys=True), m)
+              for row in out["schemes"] for metric, ms in row["measurements"].items() for m in ms]
+    assert len(listed) == len(df) and {s for s, *_ in listed} == set(df["scheme"])
+    by_key = {(r.scheme, r.metric, r.params): r for r in df.itertuples()}
+    assert len(by_key) == len(df)
+    for scheme, metric, params, m in listed:
+        r = by_key[(scheme, metric, params)]
+        for k in ("value", "ci_low", "ci_high"):
+            assert (m[k] is None) == pd.isna(getattr(r, k)) and (m[k] is None or m[k] == getattr(r, k)), (metric, k)
+        assert (m["n"], m["unit"], m["label"]) == (r.n, r.unit, r.label)
+    assert len({metric for _, metric, _, _ in listed}) > len(SUMMARY_METRICS) + 10
     for row in out["schemes"]:
         for metric, cell in row.items():
-            if metric in ("scheme", "list_size", "synthetic_padding"):
+            if metric in ("scheme", "measurements", "list_size", "synthetic_padding"):
                 continue
             if metric.endswith(("_by_party", "_by_leg")):  # one stored row per party / leg
                 name, key = metric.rsplit("_by_", 1)
@@ -102,9 +115,19 @@ def test_device_storage_is_the_serialized_bundle(quick_db):
 
 
 def test_export_after_run(quick_db, capsys, tmp_path):
+    import io
+    import pandas as pd
     out = tmp_path / "t.csv"
     assert main(["export", "--db", str(quick_db), "--run", "latest", "--format", "csv", "--out", str(out)]) == 0
-    assert out.exists() and out.stat().st_size > 0
+    rid, df, _ = stored(quick_db)
+    csv = pd.read_csv(io.StringIO(out.read_text()))
+    assert set(csv["run_id"]) == {rid} and set(df["scheme"]) <= set(csv["scheme"])
+    # every stored overall recall appears with its value, interval and n
+    for scheme in set(df["scheme"]):
+        st = overall(df, scheme, "recall")
+        row = csv[(csv.scheme == scheme) & (csv.metric == "recall")].iloc[0]
+        assert row["n"] == st["n"] and row["value"] == pytest.approx(st["value"])
+        assert row["label"] == st["label"] and row["rating"] in ("green", "amber", "red", "grey")
     assert main(["export", "--db", str(tmp_path / "none.duckdb"), "--format", "md"]) == 2
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from e2eebench.protocols.framework import EU_CATEGORIES
-from e2eebench.evaluation.assess.rubric import Criterion, Rubric, load_rubric
+from e2eebench.evaluation.assess.rubric import CellRating, Criterion, Rubric, load_rubric
 from e2eebench.evaluation.run.store import ResultStore
 
 # The design's roster (DESIGN.md, "The schemes"), in its order: a name listed here but not
@@ -44,12 +44,22 @@ class MetricCell:
     label: str = ""            # measured / modelled / extrapolated / declared; "" = not measured
     text: str | None = None
     params: str = ""           # the stored params JSON: the key back to the measurement
-    basis: float | None = None  # the number the rating was based on (value or a CI bound)
+    basis: float | None = None  # the number the rating was based on (the worse end of the interval)
     candidates: int = 0        # stored rows that could have filled this cell
+    best: str | None = None    # rating of the interval's better end (differs when inconclusive)
+    resolve_n: int | None = None  # sample size at the observed value that would make it conclusive
+    note: str = ""             # why the cell is rated (or not) as it is
+    shown: bool = False        # a metric shown beside the rated ones, never rated
+    run_id: str = ""           # the stored run the figure came from
 
     @property
     def measured(self) -> bool:
+        """A stored row filled the cell (whatever its label)."""
         return self.label != ""
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.best is not None and self.best != self.rating
 
 
 @dataclass
@@ -58,6 +68,17 @@ class CriterionCell:
     title: str
     rating: str
     cells: list[MetricCell] = field(default_factory=list)
+    rated: int = 0             # cells that were rated (a rated label and a value)
+    total: int = 0             # cells the rubric rates under this criterion
+    best: str | None = None    # the rating if every inconclusive cell resolved to its better end
+
+    @property
+    def complete(self) -> bool:
+        return self.rated == self.total
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.best is not None and self.best != self.rating
 
 
 @dataclass
@@ -93,7 +114,11 @@ class Assessment:
                                  "value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high, "unit": m.unit,
                                  "n": m.n if m.measured else None, "rating": m.rating,
                                  "label": m.label or "not measured", "text": m.text, "params": m.params or None,
-                                 "candidates": m.candidates})
+                                 "candidates": m.candidates, "rated_on": m.basis if m.rating in self.rubric.ratings else None,
+                                 "inconclusive": m.inconclusive, "better_end_rating": m.best if m.inconclusive else None,
+                                 "resolve_n": m.resolve_n, "rating_note": m.note or None,
+                                 "criterion_rated": cc.rated, "criterion_total": cc.total,
+                                 "source_run": m.run_id or None})
         return pd.DataFrame(rows)
 
 
@@ -126,16 +151,22 @@ def _pick(rows: pd.DataFrame) -> tuple[pd.Series | None, int]:
 def metric_cell(rows: pd.DataFrame, rule, rubric: Rubric) -> MetricCell:
     row, k = _pick(rows)
     if row is None:
-        return MetricCell(rule.metric, rating=rubric.not_measured)
+        return MetricCell(rule.metric, rating=rubric.not_measured, shown=rule.show,
+                          note="" if rule.show else "not measured in this run")
     value, lo, hi = _num(row["value"]), _num(row["ci_low"]), _num(row["ci_high"])
-    rating, basis = rule.rate(value, lo, hi, rubric.ratings)
     params = json.loads(row["params"]) if isinstance(row["params"], str) and row["params"] else {}
-    if rule.not_applicable and params.get("applies") is False:
-        rating = rule.not_applicable
+    if "stat" in params:  # the ci columns hold percentiles (e.g. median [p10, p90]), not a 95% interval
+        r_lo, r_hi = None, None
+    else:
+        r_lo, r_hi = lo, hi
+    cr = rule.assess(value, r_lo, r_hi, int(row["n"]), str(row["unit"]), str(row["label"]), rubric.ratings,
+                     rubric.rated_labels, params.get("applies"))
     text = row.get("text")
     text = None if text is None or (isinstance(text, float) and math.isnan(text)) or text == "" else str(text)
+    run_id = row.get("source_run") if isinstance(row.get("source_run"), str) else row.get("run_id", "")
     return MetricCell(rule.metric, value, lo, hi, str(row["unit"]), int(row["n"]),
-                      rating or rubric.not_measured, str(row["label"]), text, str(row["params"]), basis, k)
+                      cr.rating or rubric.not_measured, str(row["label"]), text, str(row["params"]), cr.basis, k,
+                      cr.best if cr.rating else None, cr.resolve_n, cr.note, rule.show, str(run_id or ""))
 
 
 def _scheme_meta(name: str, stored: pd.DataFrame) -> dict[str, Any]:
@@ -183,7 +214,9 @@ def build_assessment(measurements: pd.DataFrame, rubric: Rubric | None = None,
         sdf = df[df.scheme == name] if ran else df.iloc[0:0]
         for c in rubric.criteria:
             cells = [metric_cell(sdf[sdf.metric == r.metric], r, rubric) for r in c.rules]
-            row[c.key] = CriterionCell(c.key, c.title, rubric.combine(c, [m.rating for m in cells]), cells)
+            cr = rubric.combine_cells(c, [CellRating(m.rating if m.rating in rubric.ratings else None, m.basis, m.best)
+                                          for m in cells])
+            row[c.key] = CriterionCell(c.key, c.title, cr.rating, cells, cr.measured, cr.total, cr.best)
         rows.append(row)
     prov = dict(run_info or {})
     prov["rubric"] = rubric.source
@@ -192,11 +225,26 @@ def build_assessment(measurements: pd.DataFrame, rubric: Rubric | None = None,
 
 
 def assess_run(db: str, run: str = "latest", rubric: str | None = None,
-               include_planned: bool = True) -> Assessment:
-    """Read a stored run (id or 'latest') and assess it."""
+               include_planned: bool = True, with_runs: tuple[str, ...] | list[str] = ()) -> Assessment:
+    """Read a stored run (id or 'latest') and assess it.
+
+    ``with_runs``: further stored runs of the same database (an accuracy benchmark, attack runs,
+    scale benchmarks) whose measurements join the table. Where several rows could fill one cell
+    the one with the largest n is used (as within a run); every cell names the run it came from,
+    and the provenance lists every run."""
     rub = load_rubric(rubric)
     with ResultStore(db) as store:
         run_id = store.resolve(run)
-        df = store.measurements(run_id)
+        frames = [store.measurements(run_id)]
         info = store.run_info(run_id)
+        extra = []
+        for r in with_runs:
+            rid = store.resolve(r)
+            if rid != run_id and rid not in [e["run_id"] for e in extra]:
+                frames.append(store.measurements(rid))
+                e = store.run_info(rid)
+                extra.append({k: e[k] for k in ("run_id", "created", "command", "commit", "seed")})
+    df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    if extra:
+        info = dict(info) | {"with_runs": extra}
     return build_assessment(df, rub, info, include_planned)

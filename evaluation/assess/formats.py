@@ -62,9 +62,82 @@ def cell_text(m: MetricCell) -> str:
     return " ".join(p for p in (value_text(m), interval_text(m)) if p)
 
 
+def note_text(m: MetricCell, rubric) -> str:
+    """The short reason beside a figure: inconclusive (and the n that settles it), shown not
+    rated, not applicable. Empty for a plainly rated or missing figure."""
+    if m.shown:
+        return "shown, not rated" if m.measured else ""
+    if not m.measured:
+        return ""
+    if m.inconclusive:
+        span = f"{m.best}\u2013{m.rating}"
+        return (f"inconclusive ({span}): n = {m.resolve_n:,} would resolve" if m.resolve_n
+                else f"inconclusive ({span}): on a threshold")
+    if m.rating not in rubric.ratings:
+        return f"{m.label}: not rated" if m.value is not None and m.label not in rubric.rated_labels else ""
+    if "not_applicable" in (m.note or ""):
+        return "does not apply: " + m.rating
+    return ""
+
+
+def full_cell_text(m: MetricCell, rubric) -> str:
+    """Figure, interval, n, label and note: everything a reader needs, in one line."""
+    n = note_text(m, rubric)
+    return cell_text(m) + (f" \u2014 {n}" if n else "")
+
+
 def criterion_text(cc: CriterionCell, rubric) -> str:
-    got = sum(m.measured for m in cc.cells)
-    return f"{cc.rating} ({got}/{len(cc.cells)} measured)"
+    counts = f"{cc.rated} of {cc.total} measured"
+    if cc.rated == 0:
+        return f"{rubric.label(rubric.not_measured)} ({counts})"
+    if not cc.complete:
+        if cc.rating == rubric.not_measured:
+            return f"incomplete ({counts}; none of them worse than {rubric.ratings[0]})"
+        return f"{cc.rating} ({counts}, incomplete)"
+    if cc.inconclusive:
+        return f"{cc.rating}, inconclusive: {cc.best} if the intervals narrow ({counts})"
+    return f"{cc.rating} ({counts})"
+
+
+def _all_cells(a: Assessment) -> list[MetricCell]:
+    return [m for _, r in a.table.iterrows() if _ran(r["status"]) for c in a.criteria for m in r[c.key].cells]
+
+
+LABEL_MEANINGS = {
+    "declared": "stated by the scheme, not measured",
+    "modelled": "computed by a model, or a modelled party",
+    "sampled": "measured on a sample of the run's messages",
+    "bounded": "a bound the data certifies",
+    "extrapolated": "extended beyond the sizes measured",
+}
+
+
+def legend_sentences(a: Assessment) -> list[str]:
+    """How to read this table: the rules that decided its colours, worded for what it holds."""
+    rub = a.rubric
+    cells = _all_cells(a)
+    out = ["Each figure is rated on the end of its 95% interval that is worse for the scheme "
+           "(a figure stored without an interval, on its value)."]
+    if any(m.inconclusive for m in cells):
+        out.append("A figure whose interval spans two ratings is marked inconclusive, with the sample size "
+                   "at the observed value that would settle it; it keeps the worse rating.")
+    labs = sorted({m.label for m in cells if m.measured and m.label != "measured"})
+    unrated = [x for x in labs if x not in rub.rated_labels]
+    if labs:
+        out.append("Labels: unmarked figures are measured; " + "; ".join(
+            f"({x}) = {LABEL_MEANINGS.get(x, x)}" for x in labs) + ".")
+    if unrated:
+        out.append(f"Only {', '.join(rub.rated_labels)} figures are rated: {', '.join(unrated)} figures are "
+                   f"shown and never coloured.")
+    crit = [r[c.key] for _, r in a.table.iterrows() if _ran(r["status"]) for c in a.criteria]
+    out.append("A criterion takes the worst rating among its rated figures; (k of m measured) says how many "
+               "of its rubric's figures this run rated.")
+    if any(not cc.complete for cc in crit):
+        out.append(f"With figures missing a criterion is incomplete and never {rub.ratings[0]}: "
+                   "a missing figure could be anything.")
+    if any(m.shown for m in cells):
+        out.append("Figures marked 'shown, not rated' are context (e.g. a mitigation's effect).")
+    return out
 
 
 def metric_unit(a: Assessment, metric: str) -> str:
@@ -75,8 +148,12 @@ def metric_unit(a: Assessment, metric: str) -> str:
 
 def rule_text(a: Assessment, metric: str) -> str:
     r = a.rubric.rule(metric)
+    if r.show:
+        return "shown, not rated"
     op = ">=" if r.direction == "higher" else "<="
-    on = "" if r.on == "value" else f" on {r.on}"
+    worse = "ci_low" if r.direction == "higher" else "ci_high"
+    on = {"interval": f" on the worse end of the interval ({worse})", "value": " on the point value"}.get(
+        r.on, f" on {r.on}")
     g, am, _ = a.rubric.ratings
     t = lambda x: f"{x:,.0f}" if x == int(x) and abs(x) >= 1000 else f"{x:g}"
     return f"{g} {op} {t(r.green)}, {am} {op} {t(r.amber)}{on}"
@@ -91,6 +168,8 @@ def provenance_lines(a: Assessment) -> list[str]:
             f"seed: {p.get('seed', 'n/a')}",
             "packages: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
             f"rubric: {p.get('rubric', 'n/a')} (sha256 {p.get('rubric_sha256', '')})",
+            *[f"with run: {e['run_id']} (command {e['command']}, commit {e['commit']}, seed {e['seed']})"
+              for e in p.get("with_runs") or []],
             "config: " + json.dumps(cfg, sort_keys=True, default=str)]
 
 
@@ -116,8 +195,8 @@ def to_markdown(a: Assessment, title: str | None = None) -> str:
     run_id = a.provenance.get("run_id", "")
     lines = [f"## {title or f'Assessment of run {run_id}'}", ""]
     legend = ", ".join(f"{EMOJI.get(k, '')} {k} = {rub.label(k)}" for k in (*rub.ratings, rub.not_measured))
-    lines += [f"Ratings: {legend}. A criterion takes the worst rating among its measured metrics; "
-              "(k/m measured) says how many of its metrics this run measured. Figures tables list the schemes this run measured; the others appear in the overview only.", ""]
+    lines += [f"Ratings: {legend}. " + " ".join(legend_sentences(a))
+              + " Figures tables list the schemes this run measured; the others appear in the overview only.", ""]
     header = ["scheme", "status", "EU category", "verdict to", "trust"] + [c.title for c in a.criteria]
     rows = []
     for meta, (_, r) in zip(_meta_rows(a), a.table.iterrows()):
@@ -133,10 +212,12 @@ def to_markdown(a: Assessment, title: str | None = None) -> str:
             cc: CriterionCell = r[c.key]
             if _ran(r["status"]):
                 rows.append([r["scheme"], f"{EMOJI.get(cc.rating, '')} {cc.rating}"]
-                            + [f"{EMOJI.get(m.rating, '')} {cell_text(m)}" for m in cc.cells])
+                            + [(f"{EMOJI.get(m.rating, '')} " if not m.shown else "") + full_cell_text(m, rub)
+                               for m in cc.cells])
         lines += _md_table(header, rows) + [""]
     lines += ["### Rating rules", ""]
     rows = [[c.title, r.metric, rule_text(a, r.metric)] for c in a.criteria for r in c.rules]
+    rows.append(["(all)", "(labels)", f"rated only when labelled {', '.join(rub.rated_labels)}"])
     lines += _md_table(["criterion", "metric", "rule"], rows) + [""]
     lines += ["### Provenance", ""] + [f"- {x}" for x in provenance_lines(a)] + [""]
     return "\n".join(lines)
@@ -166,11 +247,15 @@ def _clean(v: Any) -> Any:
 
 def to_json(a: Assessment) -> str:
     rows = [{k: _clean(v) for k, v in r.items()} for r in long_frame(a).to_dict(orient="records")]
-    rubric = [{"criterion": c.key, "title": c.title, "metric": r.metric, "direction": r.direction,
-               "green": r.green, "amber": r.amber, "on": r.on} for c in a.criteria for r in c.rules]
+    rubric = {"rules": [{"criterion": c.key, "title": c.title, "metric": r.metric, "shown_not_rated": r.show,
+                         "direction": None if r.show else r.direction, "green": None if r.show else r.green,
+                         "amber": None if r.show else r.amber, "on": None if r.show else r.on,
+                         "not_applicable": r.not_applicable} for c in a.criteria for r in c.rules],
+              "rated_labels": list(a.rubric.rated_labels), "ratings": list(a.rubric.ratings),
+              "not_measured": a.rubric.not_measured, "how_to_read": legend_sentences(a)}
     raw = [{k: _clean(v) for k, v in r.items()} for r in a.measurements.to_dict(orient="records")]
-    return json.dumps({"provenance": a.provenance, "rubric": rubric, "assessment": rows,
-                       "measurements": raw}, indent=2, default=str, allow_nan=False)
+    from e2eebench.evaluation.run.strictjson import dumps
+    return dumps({"provenance": a.provenance, "rubric": rubric, "assessment": rows, "measurements": raw}, indent=2)
 
 
 # -- LaTeX -------------------------------------------------------------------------------------
@@ -202,7 +287,7 @@ def to_latex(a: Assessment) -> str:
     out += [r"\newcolumntype{P}[1]{>{\raggedright\arraybackslash}p{#1}}", r"\begin{document}",
             rf"\section*{{Assessment of run {tex_escape(a.provenance.get('run_id', ''))}}}",
             tex_escape("Ratings: " + ", ".join(f"{k} = {rub.label(k)}" for k in (*rub.ratings, rub.not_measured))
-                       + ". A criterion takes the worst rating among its measured metrics.") + r"\par"]
+                       + ". " + " ".join(legend_sentences(a))) + r"\par"]
     # overview
     ncrit = len(a.criteria)
     out += [r"\begin{table}[h]\centering\footnotesize", r"\caption{Ratings per criterion}",
@@ -231,6 +316,7 @@ def to_latex(a: Assessment) -> str:
                 cells = [tex_escape(r["scheme"]), rf"\cellcolor{{{_tex_colour(cc.rating)}}}{tex_escape(cc.rating)}"]
                 cells += [rf"\cellcolor{{{_tex_colour(m.rating)}}}{tex_escape(value_text(m))}"
                           + (rf"\newline {{\scriptsize {tex_escape(interval_text(m))}}}" if interval_text(m) else "")
+                          + (rf"\newline {{\scriptsize\itshape {tex_escape(note_text(m, rub))}}}" if note_text(m, rub) else "")
                           for m in cc.cells]
             else:
                 continue
@@ -263,7 +349,8 @@ def to_xlsx(a: Assessment) -> bytes:
     head = ["scheme", "status", "EU category", "verdict to", "trust"] + [c.title for c in a.criteria]
     ws.append(head)
     for meta, (_, r) in zip(_meta_rows(a), a.table.iterrows()):
-        ws.append(list(meta.values()) + [r[c.key].rating if _ran(r["status"]) else "-" for c in a.criteria])
+        ws.append(list(meta.values()) + [criterion_text(r[c.key], rub) if _ran(r["status"]) else "-"
+                                         for c in a.criteria])
         if _ran(r["status"]):
             for j, c in enumerate(a.criteria):
                 ws.cell(ws.max_row, 6 + j).fill = fill[r[c.key].rating]
@@ -273,20 +360,22 @@ def to_xlsx(a: Assessment) -> bytes:
     for j, w in enumerate([22, 18, 20, 24, 40] + [16] * len(a.criteria), start=1):
         ws.column_dimensions[get_column_letter(j)].width = w
 
-    fields = ("value", "ci_low", "ci_high", "n")
+    fields = ("value", "ci_low", "ci_high", "n", "label")
+    w = len(fields)
+    from openpyxl.comments import Comment
     for c in a.criteria:
         ws = wb.create_sheet(c.title[:31].replace("/", " "))
         row1, row2, row3 = ["scheme", "status", "rating"], ["", "", ""], ["", "", ""]
         for m in c.metrics:
-            row1 += [m, "", "", ""]
-            row2 += [f"unit: {metric_unit(a, m) or '-'}", "", "", ""]
+            row1 += [m] + [""] * (w - 1)
+            row2 += [f"unit: {metric_unit(a, m) or '-'}"] + [""] * (w - 1)
             row3 += list(fields)
         for row in (row1, row2, row3):
             ws.append(row)
         for i in range(len(c.metrics)):
-            col = 4 + 4 * i
-            ws.merge_cells(start_row=1, start_column=col, end_row=1, end_column=col + 3)
-            ws.merge_cells(start_row=2, start_column=col, end_row=2, end_column=col + 3)
+            col = 4 + w * i
+            ws.merge_cells(start_row=1, start_column=col, end_row=1, end_column=col + w - 1)
+            ws.merge_cells(start_row=2, start_column=col, end_row=2, end_column=col + w - 1)
         for rr in (1, 2, 3):
             for cell in ws[rr]:
                 cell.font = bold
@@ -296,19 +385,24 @@ def to_xlsx(a: Assessment) -> bytes:
             vals: list[Any] = [r["scheme"], r["status"], cc.rating if _ran(r["status"]) else "-"]
             for m in cc.cells:
                 if m.measured:
-                    vals += [m.value if m.value is not None else (m.text or "no value"), m.ci_low, m.ci_high, m.n]
+                    vals += [m.value if m.value is not None else (m.text or "no value"), m.ci_low, m.ci_high, m.n,
+                             m.label]
                 else:
-                    vals += ["not measured" if _ran(r["status"]) else "-", None, None, None]
+                    vals += ["not measured" if _ran(r["status"]) else "-", None, None, None, "not measured"]
             ws.append(vals)
             if _ran(r["status"]):
                 ws.cell(ws.max_row, 3).fill = fill[cc.rating]
+                ws.cell(ws.max_row, 3).comment = Comment(criterion_text(cc, rub), "e2eebench")
                 for i, m in enumerate(cc.cells):
-                    for k in range(4):
-                        ws.cell(ws.max_row, 4 + 4 * i + k).fill = fill[m.rating]
+                    for k in range(w):
+                        ws.cell(ws.max_row, 4 + w * i + k).fill = fill[m.rating]
+                    note = m.note if m.measured else ""
+                    if note:
+                        ws.cell(ws.max_row, 4 + w * i).comment = Comment(note, "e2eebench")
         ws.freeze_panes = "D4"
         ws.column_dimensions["A"].width = 22
         ws.column_dimensions["B"].width = 16
-        for j in range(4, 4 + 4 * len(c.metrics)):
+        for j in range(4, 4 + w * len(c.metrics)):
             ws.column_dimensions[get_column_letter(j)].width = 13
 
     ws = wb.create_sheet("Long")
@@ -323,7 +417,11 @@ def to_xlsx(a: Assessment) -> bytes:
     ws.append(["criterion", "metric", "direction", rub.ratings[0], rub.ratings[1], "rated on"])
     for c in a.criteria:
         for r in c.rules:
-            ws.append([c.title, r.metric, r.direction, r.green, r.amber, r.on])
+            ws.append([c.title, r.metric, "shown, not rated", None, None, None] if r.show
+                      else [c.title, r.metric, r.direction, r.green, r.amber, r.on])
+    ws.append([])
+    for sentence in legend_sentences(a):
+        ws.append([sentence])
     for k in (*rub.ratings, rub.not_measured):
         ws.append([])
         ws.append([k, rub.label(k)])
@@ -346,8 +444,11 @@ table{border-collapse:collapse;margin:8px 0 16px 0}
 th,td{border:1px solid #bbb;padding:4px 7px;vertical-align:top;text-align:left}
 th{background:#f2f2f2;font-weight:600}
 td:first-child{white-space:nowrap;font-weight:600}
-td.num{text-align:right;white-space:nowrap}
+td.num{text-align:right;min-width:5.5em;max-width:15em;overflow-wrap:anywhere}
+th{overflow-wrap:anywhere}
 td.num small{display:block;color:#333;font-size:11px}
+td.num small.note{font-style:italic;max-width:16em;white-space:normal}
+td.inconclusive{background-image:repeating-linear-gradient(45deg,transparent 0 7px,rgba(255,255,255,.6) 7px 12px)}
 tr.unit th{font-weight:normal;font-style:italic;font-size:12px;background:#fafafa}
 tr.planned td{color:#777}
 .legend span{display:inline-block;padding:2px 8px;margin-right:6px;border:1px solid #bbb}
@@ -368,8 +469,7 @@ def to_html(a: Assessment) -> str:
          f"<title>Assessment of run {_h(run_id)}</title><style>{_CSS}</style></head><body>",
          f"<h1>Assessment of run {_h(run_id)}</h1>", '<p class="legend">']
     o += [f"<span{bg(k)}>{_h(k)}: {_h(rub.label(k))}</span>" for k in (*rub.ratings, rub.not_measured)]
-    o += ["</p><p>A criterion takes the worst rating among its measured metrics; (k/m measured) "
-          "says how many of its metrics this run measured. Rules are listed below the tables.</p>",
+    o += ["</p><p class=\"rules-text\">" + _h(" ".join(legend_sentences(a))) + " Rules are listed below the tables.</p>",
           '<table class="overview"><thead><tr>']
     o += [f"<th>{_h(x)}</th>" for x in ["scheme", "status", "EU category", "verdict to", "trust"]]
     o += [f"<th>{_h(c.title)}</th>" for c in a.criteria] + ["</tr></thead><tbody>"]
@@ -385,7 +485,7 @@ def to_html(a: Assessment) -> str:
     for c in a.criteria:
         o += [f"<h2>{_h(c.title)}: figures</h2>", f'<table class="figures" data-criterion="{_h(c.key)}"><thead><tr>',
               "<th>scheme</th><th>rating</th>"]
-        o += [f'<th title="{_h(rule_text(a, m))}">{_h(m)}</th>' for m in c.metrics]
+        o += [f'<th title="{_h(rule_text(a, m))}">{_h(m).replace("_", "_<wbr>")}</th>' for m in c.metrics]
         o += ['</tr><tr class="unit"><th></th><th></th>']
         o += [f"<th>{_h(metric_unit(a, m) or '-')}</th>" for m in c.metrics] + ["</tr></thead><tbody>"]
         for _, r in a.table.iterrows():
@@ -394,10 +494,13 @@ def to_html(a: Assessment) -> str:
                 continue
             o.append(f'<tr><td>{_h(r["scheme"])}</td><td{bg(cc.rating)}>{_h(cc.rating)}</td>')
             for m in cc.cells:
-                sub = interval_text(m)
-                o.append(f'<td class="num" data-scheme="{_h(r["scheme"])}" data-metric="{_h(m.metric)}"'
-                         f'{bg(m.rating)} title="{_h(m.params)}">{_h(value_text(m))}'
-                         + (f"<small>{_h(sub)}</small>" if sub else "") + "</td>")
+                sub, note = interval_text(m), note_text(m, rub)
+                tip = " ".join(x for x in (m.params, m.note, f"run {m.run_id}" if m.run_id else "") if x)
+                o.append(f'<td class="num{" inconclusive" if m.inconclusive else ""}" data-scheme="{_h(r["scheme"])}"'
+                         f' data-metric="{_h(m.metric)}" data-label="{_h(m.label or "not measured")}"'
+                         f'{bg(m.rating)} title="{_h(tip)}">{_h(value_text(m))}'
+                         + (f"<small>{_h(sub)}</small>" if sub else "")
+                         + (f'<small class="note">{_h(note)}</small>' if note else "") + "</td>")
             o.append("</tr>")
         o.append("</tbody></table>")
     o += ["<h2>Rating rules</h2>", '<table class="rules"><thead><tr><th>criterion</th><th>metric</th><th>rule</th>'

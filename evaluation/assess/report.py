@@ -26,6 +26,8 @@ class Report:
     tables: dict[str, Path] = field(default_factory=dict)
     figures: list[Path] = field(default_factory=list)
     summary: Path | None = None
+    picture: Path | None = None          # the HTML table as Chromium renders it (assessment.html.png)
+    notes: list[str] = field(default_factory=list)
 
 
 def _ran(a: Assessment) -> list[str]:
@@ -75,7 +77,8 @@ def summary_markdown(a: Assessment, figures: list[Path], tables: dict[str, Path]
 
 def make_report(out_dir: str | Path, *, quick: bool = False, run: str | None = None, db: str | Path | None = None,
                 rubric: str | Path | None = None, schemes: list[str] | None = None,
-                progress: Callable[[str, int, int], None] | None = None) -> Report:
+                progress: Callable[[str, int, int], None] | None = None,
+                with_runs: list[str] | None = None) -> Report:
     """Run the quick comparison (or read ``run`` from ``db``) and write tables, figures and summary.md."""
     from e2eebench.evaluation.assess.figures import write_figures
     out = Path(out_dir)
@@ -99,16 +102,36 @@ def make_report(out_dir: str | Path, *, quick: bool = False, run: str | None = N
         cfg = quick_config(**({"schemes": schemes} if schemes else {}))
         run = run_comparison(cfg, db=db_path, progress=progress, command="report").run_id
     out.mkdir(parents=True, exist_ok=True)
-    a = assess_run(db_path, run, None if rubric is None else str(rubric))
+    a = assess_run(db_path, run, None if rubric is None else str(rubric), with_runs=with_runs or ())
     rep = Report(out, a.provenance["run_id"], db_path, a)
     for fmt in TABLE_FORMATS:
         path = out / f"assessment.{SUFFIX[fmt]}"
         write_atomic(path, export_assessment(a, fmt))
         rep.tables[fmt] = path
     rep.figures = write_figures(a, out)
+    rep.picture = _picture(rep)
     rep.summary = out / "summary.md"
     write_atomic(rep.summary, summary_markdown(a, rep.figures, rep.tables))
     return rep
+
+
+def _picture(rep: Report) -> Path | None:
+    """The HTML table rendered by headless Chromium, next to it; a plain note where Chromium is absent."""
+    from e2eebench.evaluation.assess.browser import BrowserMissing, render_png
+    html = rep.tables["html"]
+    png = html.with_name(html.name + ".png")
+    try:
+        lay = render_png(html, png)
+    except BrowserMissing as e:
+        rep.notes.append(f"no PNG of the table: {e}")
+        return None
+    except (RuntimeError, OSError) as e:  # a browser that fails must not lose the tables already written
+        rep.notes.append(f"no PNG of the table: Chromium failed: {e}")
+        return None
+    if lay.overflows:
+        rep.notes.append(f"the HTML table is wider than {lay.client_width} px ({lay.scroll_width} px): "
+                         "the PNG is widened to hold it")
+    return png
 
 
 def provenance_text(rep: Report) -> str:

@@ -27,7 +27,8 @@ import numpy as np
 from PIL import Image
 
 from e2eebench.clientside.hashing import Hasher, get_hasher, hamming, to_rgb
-from e2eebench.evaluation.attacks.evasion import (BASIS_SIZE, AttackResult, LowFreqBasis, Oracle,
+from e2eebench.evaluation.attacks.evasion import (BASIS_SIZE, DEFAULT_FLOOR, AttackResult, LowFreqBasis, Oracle,
+                                                 QualityFloor,
                                                  _finish, _shrink, jacobian, perturb, random_search,
                                                  single_thread)
 from e2eebench.evaluation.run.stats import wilson
@@ -38,7 +39,7 @@ Progress = Callable[[str, int, int], None]
 
 def whitebox_collision(hasher: Hasher, start: Image.Image, target: np.ndarray, budget: int = 400,
                        image_id: str = "", rounds: int = 8, shrink_steps: int = 8,
-                       keep_image: bool = False) -> AttackResult:
+                       keep_image: bool = False, threshold: int | None = None) -> AttackResult:
     """Forge ``start`` so its hash lands within the threshold of ``target`` (white-box)."""
     from e2eebench.evaluation.attacks.evasion import require_whitebox
     require_whitebox(hasher)
@@ -47,7 +48,7 @@ def whitebox_collision(hasher: Hasher, start: Image.Image, target: np.ndarray, b
     basis = LowFreqBasis(x.shape[0], x.shape[1], BASIS_SIZE[hasher.name])
     if budget < basis.size + 2 * rounds:
         raise ConfigError(f"white-box collision budget {budget} below {basis.size + 2 * rounds} queries")
-    thr = hasher.default_threshold
+    thr = hasher.default_threshold if threshold is None else int(threshold)
     ok = lambda hq: hamming(hq, target) <= thr  # noqa: E731
     want = np.unpackbits(target).astype(np.float64) * 2 - 1
     m0 = oracle.margins(x)
@@ -73,12 +74,13 @@ def whitebox_collision(hasher: Hasher, start: Image.Image, target: np.ndarray, b
 
 
 def blackbox_collision(hasher: Hasher, start: Image.Image, target: np.ndarray, budget: int = 1000,
-                       seed: int = 0, image_id: str = "", keep_image: bool = False) -> AttackResult:
+                       seed: int = 0, image_id: str = "", keep_image: bool = False,
+                       threshold: int | None = None) -> AttackResult:
     """Random search on the distance to ``target`` with hash queries only."""
     x = np.asarray(to_rgb(start))
     oracle = Oracle(hasher)
     basis = LowFreqBasis(x.shape[0], x.shape[1], BASIS_SIZE.get(hasher.name, 12))
-    thr = hasher.default_threshold
+    thr = hasher.default_threshold if threshold is None else int(threshold)
     ok = lambda hq: hamming(hq, target) <= thr  # noqa: E731
     delta, _ = random_search(oracle, x, basis, lambda hq: -hamming(hq, target), ok, budget - 6,
                              np.random.default_rng(seed), psnr_start=30.0, psnr_floor=14.0, psnr_step=2.0)
@@ -106,7 +108,7 @@ class CollisionCase:
 
 def collide_pairs(hasher: Hasher, pairs: list[tuple[str, Image.Image, str, Image.Image]],
                   mode: str = "white-box", budget: int = 400, seed: int = 0, second: str | None = "auto",
-                  progress: Progress | None = None) -> list[CollisionCase]:
+                  progress: Progress | None = None, threshold: int | None = None) -> list[CollisionCase]:
     """One attempt per (target id, target image, start id, start image); the target's hash is the goal."""
     if mode not in ("black-box", "white-box"):
         raise ConfigError(f"collision mode must be black-box or white-box, got {mode!r}")
@@ -119,10 +121,11 @@ def collide_pairs(hasher: Hasher, pairs: list[tuple[str, Image.Image, str, Image
         for i, (tid, timg, sid, simg) in enumerate(pairs):
             target = hasher.hash(timg)
             if mode == "white-box":
-                r = whitebox_collision(hasher, simg, target, budget, image_id=sid, keep_image=True)
+                r = whitebox_collision(hasher, simg, target, budget, image_id=sid, keep_image=True,
+                                       threshold=threshold)
             else:
                 r = blackbox_collision(hasher, simg, target, budget, seed=seed * 7919 + i, image_id=sid,
-                                       keep_image=True)
+                                       keep_image=True, threshold=threshold)
             case = CollisionCase(r, tid, np.asarray(to_rgb(simg)), np.asarray(to_rgb(timg)))
             if sec is not None and r.success:
                 case.second_distance = hamming(sec.hash(Image.fromarray(r.image)), sec.hash(timg))
@@ -134,12 +137,12 @@ def collide_pairs(hasher: Hasher, pairs: list[tuple[str, Image.Image, str, Image
 
 def run_collisions(hasher: Hasher, n: int, mode: str = "white-box", budget: int = 400, seed: int = 0,
                    corpus: str = "dead-leaves", second: str | None = "auto",
-                   progress: Progress | None = None) -> list[CollisionCase]:
+                   progress: Progress | None = None, threshold: int | None = None) -> list[CollisionCase]:
     """n attempts: target i = corpus item i (a list entry), start = item n + i (innocuous)."""
     from e2eebench.evaluation.attacks.evasion import corpus_images
     items = corpus_images(corpus, 2 * n, seed)
     pairs = [(items[i][0], items[i][1], items[n + i][0], items[n + i][1]) for i in range(n)]
-    return collide_pairs(hasher, pairs, mode, budget, seed, second, progress)
+    return collide_pairs(hasher, pairs, mode, budget, seed, second, progress, threshold)
 
 
 def threshold_success(p: float, attempts: int, t: int) -> float:
@@ -149,16 +152,21 @@ def threshold_success(p: float, attempts: int, t: int) -> float:
 
 
 def summarise_collisions(cases: list[CollisionCase], hasher: Hasher, budget: int,
-                         second: str | None = None, t: int = 30) -> dict:
+                         second: str | None = None, t: int = 30, floor: QualityFloor = DEFAULT_FLOOR,
+                         threshold: int | None = None, threshold_source: str | None = None) -> dict:
+    """Collision success above the quality floor at the attacked threshold; with the secret
+    second hash, the share that also passes the second hasher (Apple's mitigation)."""
     from e2eebench.evaluation.attacks.evasion import summarise
-    s = summarise([c.result for c in cases], hasher, budget, goal="collision")
-    wins = [c for c in cases if c.result.success]
+    s = summarise([c.result for c in cases], hasher, budget, goal="collision", floor=floor, threshold=threshold,
+                  threshold_source=threshold_source)
+    wins = [c for c in cases if floor.admits(c.result)]
     if second is not None or any(c.second_distance is not None for c in cases):
         sec = get_hasher(second) if second else get_hasher("phash" if hasher.name == "pdq" else "pdq")
         both = sum(c.second_distance is not None and c.second_distance <= sec.default_threshold for c in wins)
         e = wilson(both, len(cases))
         s["with_secret_second_hash"] = {
             "second_hasher": sec.name, "second_threshold": sec.default_threshold,
+            "counts": "collisions above the quality floor that also match on the second hash",
             "success_rate": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": len(cases),
             "second_distance_median": (float(np.median([c.second_distance for c in wins])) if wins else None)}
     p = s["success_rate"] if cases else 0.0
@@ -207,6 +215,6 @@ def write_collision_figure(path: str | Path, hasher: str = "phash", seed: int = 
     raise ConfigError(f"no collision against {hasher} in {tries} tries (budget {budget}); nothing written")
 
 
-def collision_quality_ok(case: CollisionCase, psnr_floor: float = 20.0) -> bool:
+def collision_quality_ok(case: CollisionCase, floor: QualityFloor = DEFAULT_FLOOR) -> bool:
     """Whether a forged image stays close to its innocuous start (a usable false accusation)."""
-    return case.result.success and math.isfinite(case.result.psnr_db) and case.result.psnr_db >= psnr_floor
+    return floor.admits(case.result)

@@ -41,8 +41,36 @@ from e2eebench.protocols.errors import ConfigError
 
 WHITEBOX_HASHERS = ("pdq", "phash")
 BASIS_SIZE = {"pdq": 17, "phash": 8}       # DCT frequencies the bits come from (0..F-1)
-PSNR_FLOORS = (45.0, 40.0, 35.0, 30.0, 25.0)  # reported success-vs-quality curve
+PSNR_FLOORS = (45.0, 40.0, 35.0, 30.0, 25.0, 20.0)  # reported success-vs-quality curve
+SSIM_FLOORS = (0.99, 0.98, 0.95, 0.90, 0.80)
 Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class QualityFloor:
+    """The image quality an attack's output must keep for it to count as a success.
+
+    An evasion that wrecks the picture, or a forged "innocuous" image that no longer looks like
+    its start, proves nothing about the scheme. The default is this test bed's stated
+    convention, not a published standard: PSNR >= 35 dB and SSIM >= 0.95 against the image the
+    attacker started from. At those levels a low-frequency shading change is hard to see side
+    by side; below ~30 dB it is visible. Every summary reports success as a curve over both
+    floors as well, so a reader can apply a different criterion to the same attempts.
+    """
+
+    psnr_db: float = 35.0
+    ssim: float = 0.95
+    criterion: str = ("test-bed convention: PSNR >= 35 dB and SSIM >= 0.95 against the attacker's start image "
+                      "(both must hold); curves over both floors are reported")
+
+    def admits(self, r: "AttackResult") -> bool:
+        return bool(r.success and math.isfinite(r.psnr_db) and r.psnr_db >= self.psnr_db and r.ssim >= self.ssim)
+
+    def record(self) -> dict:
+        return {"psnr_db": self.psnr_db, "ssim": self.ssim, "criterion": self.criterion}
+
+
+DEFAULT_FLOOR = QualityFloor()
 
 
 # -- the perturbation basis and image quality ---------------------------------------------
@@ -205,12 +233,13 @@ def random_search(oracle: Oracle, x: np.ndarray, basis: LowFreqBasis, score: Cal
 
 def blackbox_attack(hasher: Hasher, image: Image.Image, budget: int = 300, seed: int = 0,
                     image_id: str = "", psnr_start: float = 42.0, psnr_floor: float = 24.0,
-                    shrink_steps: int = 6, keep_image: bool = False) -> AttackResult:
-    """Black-box evasion with at most ``budget`` hash queries (shrinking included)."""
+                    shrink_steps: int = 6, keep_image: bool = False, threshold: int | None = None) -> AttackResult:
+    """Black-box evasion with at most ``budget`` hash queries (shrinking included), beyond
+    ``threshold`` (the scheme's; the hasher's default when None)."""
     x = np.asarray(to_rgb(image))
     oracle = Oracle(hasher)
     h0 = oracle.hash(x)
-    thr = hasher.default_threshold
+    thr = hasher.default_threshold if threshold is None else int(threshold)
     basis = LowFreqBasis(x.shape[0], x.shape[1], BASIS_SIZE.get(hasher.name, 12))
     ok = lambda hq: hamming(hq, h0) > thr  # noqa: E731
     rng = np.random.default_rng(seed)
@@ -251,7 +280,7 @@ def solve_targets(J: np.ndarray, m0: np.ndarray, target: np.ndarray, mask: np.nd
 
 def whitebox_attack(hasher: Hasher, image: Image.Image, budget: int = 400, image_id: str = "",
                     slack: int = 4, rounds: int = 6, shrink_steps: int = 8,
-                    keep_image: bool = False) -> AttackResult:
+                    keep_image: bool = False, threshold: int | None = None) -> AttackResult:
     """White-box evasion: flip the smallest-margin bits by a least-norm low-frequency push."""
     require_whitebox(hasher)
     x = np.asarray(to_rgb(image))
@@ -261,7 +290,7 @@ def whitebox_attack(hasher: Hasher, image: Image.Image, budget: int = 400, image
         raise ConfigError(f"white-box budget {budget} below the {basis.size + rounds + 2} queries "
                           f"the {hasher.name} Jacobian and checks need")
     h0 = oracle.hash(x)
-    thr = hasher.default_threshold
+    thr = hasher.default_threshold if threshold is None else int(threshold)
     ok = lambda hq: hamming(hq, h0) > thr  # noqa: E731
     m0 = oracle.margins(x)
     J = jacobian(oracle, x, basis, m0)
@@ -295,7 +324,8 @@ def corpus_images(corpus: str, n: int, seed: int, size: int = 256) -> list[tuple
 
 
 def run_evasion(hasher: Hasher, images: list[tuple[str, Image.Image]], mode: str = "black-box",
-                budget: int = 300, seed: int = 0, progress: Progress | None = None) -> list[AttackResult]:
+                budget: int = 300, seed: int = 0, progress: Progress | None = None,
+                threshold: int | None = None) -> list[AttackResult]:
     if mode not in ("black-box", "white-box"):
         raise ConfigError(f"evasion mode must be black-box or white-box, got {mode!r}")
     if budget < 10:
@@ -304,9 +334,10 @@ def run_evasion(hasher: Hasher, images: list[tuple[str, Image.Image]], mode: str
     with single_thread():
         for i, (iid, im) in enumerate(images):
             if mode == "black-box":
-                out.append(blackbox_attack(hasher, im, budget, seed=seed * 100003 + i, image_id=iid))
+                out.append(blackbox_attack(hasher, im, budget, seed=seed * 100003 + i, image_id=iid,
+                                           threshold=threshold))
             else:
-                out.append(whitebox_attack(hasher, im, budget, image_id=iid))
+                out.append(whitebox_attack(hasher, im, budget, image_id=iid, threshold=threshold))
             if progress:
                 progress(f"evasion {hasher.name} {mode}", i + 1, len(images))
     return out
@@ -316,30 +347,57 @@ def _q(v: list[float], p: float) -> float | None:
     return float(np.quantile(v, p)) if v else None
 
 
-def summarise(results: list[AttackResult], hasher: Hasher, budget: int, goal: str = "evasion") -> dict:
-    """Success rate (Wilson), quality of successes, success against PSNR floor and query budget."""
+def summarise(results: list[AttackResult], hasher: Hasher, budget: int, goal: str = "evasion",
+              floor: QualityFloor = DEFAULT_FLOOR, threshold: int | None = None,
+              threshold_source: str | None = None) -> dict:
+    """Success above the quality floor (Wilson), at the threshold attacked; the success that
+    ignores quality beside it; quality of the successes; curves over both floors and the budget."""
     n = len(results)
-    wins = [r for r in results if r.success]
+    reached = [r for r in results if r.success]          # hash goal reached, at any quality
+    wins = [r for r in reached if floor.admits(r)]       # ... and above the floor: what counts
     e = wilson(len(wins), n)
+    raw = wilson(len(reached), n)
     ps = [r.psnr_db for r in wins]
     ss = [r.ssim for r in wins]
     qs = [r.queries for r in wins]
+    ps_all = [r.psnr_db for r in reached]
     curve_q = {}
     for frac in (0.125, 0.25, 0.5, 1.0):
         qb = int(budget * frac)
         k = sum(r.queries <= qb for r in wins)
         curve_q[qb] = {"rate": k / n if n else None, "k": k}
     curve_p = {}
-    for floor in PSNR_FLOORS:
-        k = sum(p >= floor for p in ps)
+    for fl in PSNR_FLOORS:   # PSNR floor varied, the SSIM floor held
+        k = sum(floor_ok(r, fl, floor.ssim) for r in reached)
         w = wilson(k, n)
-        curve_p[floor] = {"rate": w.value, "ci": [w.ci_low, w.ci_high], "k": k}
+        curve_p[fl] = {"rate": w.value, "ci": [w.ci_low, w.ci_high], "k": k, "ssim_floor": floor.ssim}
+    curve_p_any = {}
+    for fl in PSNR_FLOORS:   # PSNR floor alone (no SSIM floor)
+        k = sum(floor_ok(r, fl, -1.0) for r in reached)
+        w = wilson(k, n)
+        curve_p_any[fl] = {"rate": w.value, "ci": [w.ci_low, w.ci_high], "k": k}
+    curve_s = {}
+    for fl in SSIM_FLOORS:   # SSIM floor varied, the PSNR floor held
+        k = sum(floor_ok(r, floor.psnr_db, fl) for r in reached)
+        w = wilson(k, n)
+        curve_s[fl] = {"rate": w.value, "ci": [w.ci_low, w.ci_high], "k": k, "psnr_floor_db": floor.psnr_db}
     return {
-        "goal": goal, "hasher": hasher.name, "threshold": hasher.default_threshold,
+        "goal": goal, "hasher": hasher.name,
+        "threshold": hasher.default_threshold if threshold is None else int(threshold),
+        "threshold_source": threshold_source or ("the hasher's default" if threshold is None else "given"),
         "mode": results[0].mode if results else None, "n": n, "budget": budget,
+        "quality_floor": floor.record(),
         "success_rate": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "successes": len(wins),
+        "success_counts": "hash goal reached at the threshold AND the output above the quality floor",
+        "reached_any_quality": {"rate": raw.value, "ci_low": raw.ci_low, "ci_high": raw.ci_high, "k": len(reached),
+                                "psnr_db_median": _q(ps_all, .5)},
         "psnr_db": {"median": _q(ps, .5), "p10": _q(ps, .1), "p90": _q(ps, .9), "min": min(ps, default=None)},
         "ssim": {"median": _q(ss, .5), "p10": _q(ss, .1), "p90": _q(ss, .9), "min": min(ss, default=None)},
         "queries": {"median": _q(qs, .5), "p90": _q(qs, .9), "max": max(qs, default=None)},
-        "success_at_psnr_floor": curve_p, "success_within_queries": curve_q,
+        "success_at_psnr_floor": curve_p, "success_at_ssim_floor": curve_s,
+        "success_at_psnr_floor_any_ssim": curve_p_any, "success_within_queries": curve_q,
     }
+
+
+def floor_ok(r: AttackResult, psnr_db: float, ssim_min: float) -> bool:
+    return bool(r.success and math.isfinite(r.psnr_db) and r.psnr_db >= psnr_db and r.ssim >= ssim_min)

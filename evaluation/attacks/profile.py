@@ -122,7 +122,7 @@ def profile_measurements(profiles: list[dict], hasher: Hasher, evasion: dict[str
                                    len(relay), params=base, text=", ".join(f"{k}: {v}" for k, v in relay.items())))
         for mode, e in evasion.items():
             out.append(Measurement(s, "evasion_success_rate", e["success_rate"], "rate", e["n"], e["ci_low"],
-                                   e["ci_high"], base | {"mode": mode, "budget": e["budget"], "applies": True},
+                                   e["ci_high"], base | {"mode": mode, "budget": e["budget"], "applies": True} | _floor_params(e),
                                    text="hash algorithm public: the attacker runs it himself"))
             if e["psnr_db"]["median"] is not None:
                 out.append(Measurement(s, "evasion_psnr_db", e["psnr_db"]["median"], "dB", e["successes"],
@@ -133,7 +133,8 @@ def profile_measurements(profiles: list[dict], hasher: Hasher, evasion: dict[str
             applies = p["hashes_exposed"]
             out.append(Measurement(s, "collision_success_rate", collision["success_rate"], "rate", collision["n"],
                                    collision["ci_low"], collision["ci_high"],
-                                   base | {"mode": collision["mode"], "budget": collision["budget"], "applies": applies},
+                                   base | {"mode": collision["mode"], "budget": collision["budget"], "applies": applies}
+                                   | _floor_params(collision),
                                    text=None if applies else "targets not in the bundle: holds only if list hashes leak"))
             sec = collision.get("with_secret_second_hash")
             if sec:
@@ -155,50 +156,79 @@ def run_profile(names: list[str], hasher: Hasher, evasion: dict[str, dict], coll
 
 
 # -- per-run metrics: the security column of every `run` ------------------------------------
-RUN_ATTACK_IMAGES = 4      # images per hasher attack inside a run (the CLI measures hundreds)
+ATTACK_IMAGES = {"quick": 4}   # images per hasher attack inside a run, by profile; any other: 200
+STANDARD_ATTACK_IMAGES = 200
 SLOW_FAMILIES = ("he",)    # HE setups cost tens of seconds: probed by `attack profile` only
+THR_SOURCE = "the scheme's own (0 for exact matching)"
+ORACLE_LEVEL = {"none": 0.0, "online": 1.0, "offline": 2.0}
 _RUN_CACHE: dict[tuple, tuple[dict, dict | None]] = {}
 
 
-def _run_attacks(data) -> tuple[dict, dict | None]:
-    """White-box evasion and collision on the run's own list images, once per run data."""
+def attack_images(config) -> int:
+    """How many images the run's evasion and collision attacks use: the config's
+    ``attack_images`` if set, else by profile (quick: 4; standard and larger: 200)."""
+    n = getattr(config, "attack_images", None)
+    if n:
+        return int(n)
+    return ATTACK_IMAGES.get(getattr(config, "profile", "quick"), STANDARD_ATTACK_IMAGES)
+
+
+def _run_attacks(data, threshold: int | None) -> tuple[dict, dict | None]:
+    """White-box evasion and collision on the run's own list images at the scheme's threshold,
+    once per run data and threshold."""
     from e2eebench.evaluation.attacks.collision import collide_pairs, summarise_collisions
     from e2eebench.evaluation.attacks.evasion import WHITEBOX_HASHERS, run_evasion, summarise
     h = data.hasher
-    known = data.known[:RUN_ATTACK_IMAGES]
-    key = (h.name, data.config.seed, tuple(k.id for k in known), tuple(b.id for b in data.benign[:len(known)]))
+    n = attack_images(data.config)
+    known = data.known[:n]
+    starts = (list(data.benign) + list(data.known[n:]))[:len(known)]
+    key = (h.name, data.config.seed, threshold, tuple(k.id for k in known), tuple(b.id for b in starts))
     if key not in _RUN_CACHE:
         imgs = [(k.id, k.image) for k in known]
+        seed = data.config.seed
         if h.name in WHITEBOX_HASHERS:
-            ev = {"white-box": summarise(run_evasion(h, imgs, "white-box", 400, data.config.seed), h, 400)}
-            pairs = [(k.id, k.image, b.id, b.image) for k, b in zip(known, data.benign)]
-            col = summarise_collisions(collide_pairs(h, pairs, "white-box", 400, data.config.seed), h, 400)
+            ev = {"white-box": summarise(run_evasion(h, imgs, "white-box", 400, seed, threshold=threshold), h, 400,
+                                         threshold=threshold, threshold_source=THR_SOURCE)}
+            pairs = [(k.id, k.image, b.id, b.image) for k, b in zip(known, starts)]
+            col = summarise_collisions(collide_pairs(h, pairs, "white-box", 400, seed, threshold=threshold), h, 400,
+                                       threshold=threshold, threshold_source=THR_SOURCE)
         else:
-            ev = {"black-box": summarise(run_evasion(h, imgs, "black-box", 200, data.config.seed), h, 200)}
+            ev = {"black-box": summarise(run_evasion(h, imgs, "black-box", 200, seed, threshold=threshold), h, 200,
+                                         threshold=threshold, threshold_source=THR_SOURCE)}
             col = None
-        _RUN_CACHE.clear()
+        if len(_RUN_CACHE) > 4:
+            _RUN_CACHE.clear()
         _RUN_CACHE[key] = (ev, col)
     return _RUN_CACHE[key]
 
 
 def run_security_metrics(run, data) -> list[Measurement]:
-    """Security measurements for one scheme of a run (attack rates on the run's list images,
+    """Security measurements for one scheme of a run (attack rates on the run's list images at the
+    scheme's threshold and above the quality floor; the attacker access the scheme's roles give;
     dishonest-client and audit probes through the scheme's own roles)."""
     name, h = run.name, data.hasher
-    ev, col = _run_attacks(data)
+    thr = scheme_threshold(run.scheme)
+    ev, col = _run_attacks(data, thr)
     small, other = data.known[:3], data.benign[:3]
     if scheme_class(name).family in SLOW_FAMILIES:
         why = "not probed inside a run (HE setup cost): e2eebench attack profile --schemes " + name
         ms = [Measurement(name, m, None, "bool", 0, params={"hasher": h.name}, text=why, label="declared")
               for m in ("payload_strip_detected", "payload_forge_detected", "list_auditable")]
+        ms.append(Measurement(name, "attacker_oracle_access", None, "level", 0, params={"hasher": h.name}, text=why,
+                              label="declared"))
         return ms + _attack_rows(name, h, ev, col, applies=None)
     db = KnownHashDatabase.from_images(small, [h])
     exposed = hashes_in_bundle(name, h, db, data.config.seed)
     dis = probe_dishonest(name, h, small, other[:2], data.config.seed)
     auditable, why = audit_probe(name, h, small, other[2], data.config.seed)
+    from e2eebench.evaluation.attacks.oracle import probe_oracle
+    o = probe_oracle(name, h, small, other, data.config.seed)
     base = {"hasher": h.name}
     out = [Measurement(name, "list_hashes_exposed", float(exposed), "bool", 1, params=base),
-           Measurement(name, "list_auditable", float(auditable), "bool", 1, params=base, text=why)]
+           Measurement(name, "list_auditable", float(auditable), "bool", 1, params=base, text=why),
+           Measurement(name, "attacker_oracle_access", ORACLE_LEVEL[o.oracle], "level", 1,
+                       params=base | {"levels": "0 none, 1 online, 2 offline", "probe_images": 4},
+                       text=f"{o.oracle}: {o.reason}")]
     for m in MANIPULATIONS[1:]:
         v = dis.noticed(m)
         out.append(Measurement(name, f"payload_{m}_detected", None if v is None else float(v), "bool", 1,
@@ -206,20 +236,43 @@ def run_security_metrics(run, data) -> list[Measurement]:
     return out + _attack_rows(name, h, ev, col, applies=exposed)
 
 
+def scheme_threshold(scheme) -> int | None:
+    """The Hamming distance at which the scheme still matches: 0 for exact matching (a hash
+    one bit away is a miss), else its configured threshold."""
+    if getattr(scheme, "matching", "") == "exact":
+        return 0
+    return getattr(scheme, "threshold", None)
+
+
+def _floor_params(e: dict) -> dict:
+    f = e.get("quality_floor") or {}
+    return {"threshold": e.get("threshold"), "psnr_floor_db": f.get("psnr_db"), "ssim_floor": f.get("ssim")}
+
+
 def _attack_rows(name: str, h: Hasher, ev: dict, col: dict | None, applies: bool | None) -> list[Measurement]:
     base = {"hasher": h.name}
     out = []
     for mode, e in ev.items():
         out.append(Measurement(name, "evasion_success_rate", e["success_rate"], "rate", e["n"], e["ci_low"],
-                               e["ci_high"], base | {"mode": mode, "budget": e["budget"]},
-                               text="hash algorithm public: the attacker runs it himself"))
+                               e["ci_high"], base | {"mode": mode, "budget": e["budget"]} | _floor_params(e),
+                               text="hash algorithm public: the attacker runs it himself; success counted only "
+                                    "above the quality floor"))
         if e["psnr_db"]["median"] is not None:
             # ci_low / ci_high hold the 10th and 90th percentiles here, not a 95% interval: say so
             out.append(Measurement(name, "evasion_psnr_db", e["psnr_db"]["median"], "dB", e["successes"],
                                    e["psnr_db"]["p10"], e["psnr_db"]["p90"],
                                    base | {"mode": mode, "stat": "median [p10, p90]"}))
     if col is not None:
+        fp = _floor_params(col)
         out.append(Measurement(name, "collision_success_rate", col["success_rate"], "rate", col["n"],
-                               col["ci_low"], col["ci_high"], base | {"mode": col["mode"], "applies": applies},
+                               col["ci_low"], col["ci_high"], base | {"mode": col["mode"], "applies": applies} | fp,
                                text=None if applies else "targets not in the bundle: holds if list hashes leak"))
+        sec = col.get("with_secret_second_hash")
+        if sec:
+            out.append(Measurement(name, "collision_success_rate_second_hash", sec["success_rate"], "rate", sec["n"],
+                                   sec["ci_low"], sec["ci_high"],
+                                   base | {"mode": col["mode"], "second_hasher": sec["second_hasher"],
+                                           "applies": applies} | fp,
+                                   text="Apple's mitigation: a match also needs the provider's secret second hash; "
+                                        "no scheme here deploys it"))
     return out

@@ -5,7 +5,6 @@ measurements (one transaction) for the rubric's security criterion.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +18,33 @@ attack_app = typer.Typer(no_args_is_help=True, help="Attacks: evasion, collision
 HasherOpt = typer.Option("pdq", "--hasher", help="pdq, phash (white-box); any hasher for black-box")
 SchemeOpt = typer.Option(None, "--scheme", help="scheme the measurement is stored under (default: 'any')")
 DbOpt = typer.Option(None, "--db", help="results database to store measurements in (DuckDB file)")
+ThresholdOpt = typer.Option(None, "--threshold", help="match threshold attacked (default: the --scheme's, else the hasher's)")
+PsnrOpt = typer.Option(35.0, "--psnr-floor", help="a success must keep PSNR >= this (dB) against the start image")
+SsimOpt = typer.Option(0.95, "--ssim-floor", help="a success must keep SSIM >= this against the start image")
+
+
+def _floor(psnr: float, ssim_min: float):
+    from e2eebench.evaluation.attacks.evasion import DEFAULT_FLOOR, QualityFloor
+    if not 0 < psnr < 100 or not 0 < ssim_min <= 1:
+        raise ConfigError(f"quality floor must have 0 < --psnr-floor < 100 and 0 < --ssim-floor <= 1, got {psnr}, {ssim_min}")
+    if (psnr, ssim_min) == (DEFAULT_FLOOR.psnr_db, DEFAULT_FLOOR.ssim):
+        return DEFAULT_FLOOR
+    return QualityFloor(psnr, ssim_min, f"given on the command line: PSNR >= {psnr:g} dB and SSIM >= {ssim_min:g}")
+
+
+def _threshold(h, scheme: Optional[str], threshold: Optional[int]) -> tuple[int, str]:
+    """The threshold attacked and where it came from: given, else the scheme's (0 for exact
+    matching), else the hasher's default."""
+    if threshold is not None:
+        if not 0 <= threshold <= h.bits:
+            raise ConfigError(f"--threshold must be in 0..{h.bits} for {h.name}, got {threshold}")
+        return threshold, "--threshold"
+    if scheme is not None:
+        from e2eebench.evaluation.attacks.profile import scheme_threshold
+        from e2eebench.protocols.registry import scheme_class
+        t = scheme_threshold(scheme_class(scheme)(h))
+        return (h.default_threshold, f"{h.name} default (scheme {scheme})") if t is None else (t, f"scheme {scheme}")
+    return h.default_threshold, f"{h.name} default (no --scheme given)"
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -36,7 +62,8 @@ def _print(summary: dict, fmt: str, title: str) -> None:
     import pandas as pd
     from e2eebench.evaluation.run.output import render
     if fmt == "json":
-        echo(json.dumps(summary, default=str, indent=1))
+        from e2eebench.evaluation.run.strictjson import dumps
+        echo(dumps(summary, indent=1))
         return
     rows = [{"field": k, "value": v} for k, v in _flat(summary).items()]
     echo(render(pd.DataFrame(rows), fmt, title=title))
@@ -59,7 +86,10 @@ def _scheme(name: Optional[str]) -> str:
 
 def _attack_ms(scheme: str, metric: str, s: dict, params: dict) -> list:
     from e2eebench.evaluation.run.store import Measurement
-    ms = [Measurement(scheme, f"{metric}_success_rate", s["success_rate"], "rate", s["n"], s["ci_low"], s["ci_high"], params)]
+    f = s["quality_floor"]
+    params = params | {"threshold": s["threshold"], "psnr_floor_db": f["psnr_db"], "ssim_floor": f["ssim"]}
+    ms = [Measurement(scheme, f"{metric}_success_rate", s["success_rate"], "rate", s["n"], s["ci_low"], s["ci_high"], params,
+                      text="success counted only above the quality floor")]
     if s["psnr_db"]["median"] is not None:
         ms.append(Measurement(scheme, f"{metric}_psnr_db", s["psnr_db"]["median"], "dB", s["successes"],
                               s["psnr_db"]["p10"], s["psnr_db"]["p90"], params | {"stat": "median [p10, p90]"}))
@@ -74,8 +104,10 @@ def evasion_cmd(hasher: str = HasherOpt, scheme: Optional[str] = SchemeOpt,
                 budget: int = typer.Option(300, "--budget", help="query budget per image"),
                 mode: str = typer.Option("black-box", "--mode", help="black-box or white-box"),
                 corpus: str = typer.Option("dead-leaves", "--corpus"),
+                threshold: Optional[int] = ThresholdOpt, psnr_floor: float = PsnrOpt, ssim_floor: float = SsimOpt,
                 seed: int = SeedOpt, db: Optional[Path] = DbOpt, fmt: str = FormatOpt) -> None:
-    """Move hashes beyond the threshold with a low-frequency perturbation; success vs PSNR/SSIM and queries."""
+    """Move hashes beyond the threshold with a low-frequency perturbation; success only above the
+    quality floor, and as curves over PSNR/SSIM floors and queries."""
     from e2eebench.clientside.hashing import get_hasher
     from e2eebench.evaluation.attacks.evasion import corpus_images, run_evasion, summarise
     check_format(fmt)
@@ -84,10 +116,11 @@ def evasion_cmd(hasher: str = HasherOpt, scheme: Optional[str] = SchemeOpt,
         raise ConfigError(f"--mode must be black-box or white-box, got {mode!r}")
     if budget < 10:
         raise ConfigError(f"--budget must be at least 10 queries, got {budget}")
+    fl, (thr, src) = _floor(psnr_floor, ssim_floor), _threshold(h, scheme, threshold)
     images = corpus_images(corpus, n, seed)
     with progress_bar() as cb:
-        rs = run_evasion(h, images, mode, budget, seed, cb)
-    s = summarise(rs, h, budget)
+        rs = run_evasion(h, images, mode, budget, seed, cb, threshold=thr)
+    s = summarise(rs, h, budget, floor=fl, threshold=thr, threshold_source=src)
     params = {"hasher": h.name, "mode": mode, "budget": budget, "corpus": corpus}
     s["run_id"] = _store(db, _attack_ms(sname, "evasion", s, params), "attack evasion", params, seed)
     _print(s, fmt, f"evasion {h.name} {mode} (n={n}, budget {budget})")
@@ -100,8 +133,10 @@ def collision_cmd(hasher: str = typer.Option("phash", "--hasher"), scheme: Optio
                   mode: str = typer.Option("white-box", "--mode", help="white-box or black-box"),
                   second: str = typer.Option("auto", "--second-hash", help="provider's secret second hasher, or 'none'"),
                   figure: Optional[Path] = typer.Option(None, "--figure", help="write a demonstration pair (PNG)"),
+                  threshold: Optional[int] = ThresholdOpt, psnr_floor: float = PsnrOpt, ssim_floor: float = SsimOpt,
                   seed: int = SeedOpt, db: Optional[Path] = DbOpt, fmt: str = FormatOpt) -> None:
-    """Forge innocuous images whose hash falls within the threshold of list hashes."""
+    """Forge innocuous images whose hash falls within the threshold of list hashes; success only
+    above the quality floor (and as curves over it), with and without a secret second hash."""
     from e2eebench.clientside.hashing import get_hasher
     from e2eebench.evaluation.attacks.collision import render_collision_figure, run_collisions, summarise_collisions
     check_format(fmt)
@@ -111,11 +146,12 @@ def collision_cmd(hasher: str = typer.Option("phash", "--hasher"), scheme: Optio
     if figure is not None and not figure.parent.exists():
         raise ConfigError(f"folder for --figure does not exist: {figure.parent}")
     sec = None if second == "none" else second
+    fl, (thr, src) = _floor(psnr_floor, ssim_floor), _threshold(h, scheme, threshold)
     with progress_bar() as cb:
-        cases = run_collisions(h, n, mode, budget, seed, second=sec, progress=cb)
-    s = summarise_collisions(cases, h, budget)
+        cases = run_collisions(h, n, mode, budget, seed, second=sec, progress=cb, threshold=thr)
+    s = summarise_collisions(cases, h, budget, floor=fl, threshold=thr, threshold_source=src)
     if figure is not None:
-        win = next((c for c in cases if c.result.success), None)
+        win = next((c for c in cases if fl.admits(c.result)), None) or next((c for c in cases if c.result.success), None)
         if win is None:
             raise ConfigError("no successful collision to draw; nothing written")
         s["figure"] = render_collision_figure(figure, win, h)
@@ -125,7 +161,8 @@ def collision_cmd(hasher: str = typer.Option("phash", "--hasher"), scheme: Optio
         from e2eebench.evaluation.run.store import Measurement
         w = s["with_secret_second_hash"]
         ms.append(Measurement(sname, "collision_success_rate_second_hash", w["success_rate"], "rate", w["n"],
-                              w["ci_low"], w["ci_high"], params | {"second_hasher": w["second_hasher"]}))
+                              w["ci_low"], w["ci_high"], ms[0].params | {"second_hasher": w["second_hasher"]},
+                              text=w["counts"]))
     s["run_id"] = _store(db, ms, "attack collision", params, seed)
     s["cases"] = [c.record() for c in cases]
     _print(s, fmt, f"collision {h.name} {mode} (n={n})")

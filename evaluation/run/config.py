@@ -41,13 +41,14 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> RunConfig:
         if k not in RUN_KEYS:
             raise ConfigError(f"{where}: unknown key run.{k} (known: {', '.join(sorted(RUN_KEYS))})")
     types = {"corpus": str, "image_size": int, "hasher": str, "n_known": int, "n_benign": int,
-             "list_size": int, "seed": int, "threshold": (str, int), "schemes": list, "profile": str}
+             "list_size": int, "seed": int, "threshold": (str, int), "schemes": list, "profile": str,
+             "attack_images": int}
     for k, v in run.items():
         if not isinstance(v, types[k]) or isinstance(v, bool):
             raise ConfigError(f"{where}: run.{k} has the wrong type ({type(v).__name__})")
     if "threshold" in run:
         run["threshold"] = str(run["threshold"])
-    for k in ("n_known", "n_benign", "image_size", "list_size"):
+    for k in ("n_known", "n_benign", "image_size", "list_size", "attack_images"):
         if k in run and run[k] < 1:
             raise ConfigError(f"{where}: run.{k} must be positive")
     wl = raw.get("workload", {})

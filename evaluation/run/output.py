@@ -44,7 +44,39 @@ def _no_number(row: pd.Series) -> str | None:
     return None if _num(row["value"]) is not None else "n/a"
 
 
+LABEL_MEANINGS = {  # what a label says about a number; "measured" is the default and goes unmarked
+    "declared": "stated by the scheme's metadata, not measured",
+    "modelled": "computed by a model from measured inputs, or a modelled party",
+    "sampled": "measured on a sample of the run's messages",
+    "bounded": "a bound the data certifies, not a point estimate",
+    "extrapolated": "extended beyond the sizes measured",
+}
+
+
+def label_of(row: pd.Series) -> str:
+    lab = row.get("label")
+    return "" if lab is None or (isinstance(lab, float) and math.isnan(lab)) or lab == "measured" else str(lab)
+
+
+def labelled(text: str, row: pd.Series, sep: str = " ") -> str:
+    """A cell's text with its label appended where the number is not a plain measurement."""
+    lab = label_of(row)
+    return f"{text}{sep}({lab})" if lab else text
+
+
+def labels_footer(df: pd.DataFrame) -> str:
+    """What the labels in this table mean (only those it holds)."""
+    labs = sorted({label_of(r) for _, r in df.iterrows()} - {""}) if len(df) else []
+    if not labs:
+        return "Every value is measured on this run."
+    return "Unmarked values are measured; " + "; ".join(f"({k}) = {LABEL_MEANINGS.get(k, k)}" for k in labs) + "."
+
+
 def cell(row: pd.Series) -> str:
+    return labelled(_cell(row), row)
+
+
+def _cell(row: pd.Series) -> str:
     if (t := _no_number(row)) is not None:
         return t
     s = fmt_value(row["value"], row.get("unit"))
@@ -79,12 +111,34 @@ def summary_wide(df: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataF
     return out[cols] if not out.empty else out
 
 
+def measurement_record(m: pd.Series) -> dict[str, Any]:
+    """One stored row as JSON: its params as an object, every column the store holds."""
+    p = m.get("params")
+    params = json.loads(p) if isinstance(p, str) and p else (p if isinstance(p, dict) else {})
+    text = m.get("text")
+    return {"params": params, "value": _num(m["value"]), "ci_low": _num(m.get("ci_low")),
+            "ci_high": _num(m.get("ci_high")), "unit": m.get("unit"), "n": None if _num(m.get("n")) is None else int(m["n"]),
+            "label": m.get("label"), "text": None if text is None or (isinstance(text, float) and math.isnan(text)) else text}
+
+
+def measurements_by_metric(df: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """Every stored measurement of one scheme, grouped by metric (a metric may have several rows:
+    slices, attack modes, list sizes), each with its params, value, interval, unit, n, label, text."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for _, m in df.iterrows():
+        out.setdefault(str(m["metric"]), []).append(measurement_record(m))
+    return out
+
+
 def summary_json(df: pd.DataFrame, metrics: list[str] | None = None) -> list[dict]:
+    """Per scheme: the summary metrics (overall rows) as keys, and under ``measurements`` every
+    row the store holds for the scheme in this run."""
     metrics = metrics or SUMMARY_METRICS
     d = overall_rows(df)
     d = d[d["metric"].isin(metrics)]
     out = []
-    for scheme, g in d.groupby("scheme", sort=False):
+    for scheme in dict.fromkeys(df["scheme"]) if len(df) else []:
+        g = d[d.scheme == scheme]
         r: dict[str, Any] = {"scheme": scheme}
         for _, m in g.iterrows():
             r[m["metric"]] = _cell_json(m)
@@ -99,6 +153,7 @@ def summary_json(df: pd.DataFrame, metrics: list[str] | None = None) -> list[dic
         for k in ("list_size", "synthetic_padding", "messages_sampled", "messages_total"):
             if k in p:
                 r[k] = p[k]
+        r["measurements"] = measurements_by_metric(df[df.scheme == scheme])
         out.append(r)
     return out
 
@@ -120,8 +175,8 @@ def to_markdown(df: pd.DataFrame) -> str:
 def render(df: pd.DataFrame, fmt: str, title: str | None = None, records: Any = None) -> str | None:
     """Return the text for json/md/csv; print a Rich table for 'table' and return None."""
     if fmt == "json":
-        return json.dumps(records if records is not None else json.loads(df.to_json(orient="records")),
-                          indent=2, default=str)
+        from e2eebench.evaluation.run.strictjson import dumps
+        return dumps(records if records is not None else json.loads(df.to_json(orient="records")), indent=2)
     if fmt == "md":
         return (f"### {title}\n\n" if title else "") + to_markdown(df)
     if fmt == "csv":
@@ -159,7 +214,12 @@ def human_bytes(v: float) -> str:
 
 
 def compact_cell(row: pd.Series) -> str:
-    """Value on the first line, interval and n below: what a reader quotes, and how sure it is."""
+    """Value on the first line, interval and n below, the label last: what a reader quotes,
+    how sure it is, and whether it was measured."""
+    return labelled(_compact_cell(row), row, "\n")
+
+
+def _compact_cell(row: pd.Series) -> str:
     unit = row.get("unit")
     if (t := _no_number(row)) is not None:
         return t
@@ -219,5 +279,7 @@ def render_run_terminal(df: pd.DataFrame, title: str, order: list[str] | None = 
     console.print(t)
     console.print("server CPU ms = the sum over every party that is not a user's device; rounds = round trips "
                   "the sending device waits for; server rounds = flights between non-device parties.")
+    shown = d[d["metric"].isin([m for _, cols in TERMINAL_GROUPS for m, _ in cols])]
     console.print("Rates: 95% Wilson interval and sample size. Costs: CPU time actually spent and bytes that "
-                  "crossed the channel, mean per image message. Use --format json|md|csv for every number.")
+                  "crossed the channel, mean per image message. " + labels_footer(shown)
+                  + " Use --format json for every stored measurement.")

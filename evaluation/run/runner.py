@@ -48,6 +48,7 @@ class RunConfig:
     scheme_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     profile: str = "quick"
+    attack_images: int | None = None    # images per in-run attack; None: by profile (quick 4, else 200)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
