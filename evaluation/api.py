@@ -19,7 +19,7 @@ from e2eebench.evaluation.accuracy.robustness import calibrated_threshold, run_p
 from e2eebench.evaluation.attacks.profile import run_security_metrics
 from e2eebench.evaluation.bench.eu_scale import eu_scale
 from e2eebench.evaluation.leakage.probes import leakage_probes
-from e2eebench.evaluation.run.config import builtin_config, load_config
+from e2eebench.evaluation.run.config import builtin_config, check_config, load_config
 from e2eebench.evaluation.run.metrics import MeasureFn, measure
 from e2eebench.evaluation.run.runner import RunConfig, RunData, SchemeRun, prepare, run_comparison
 from e2eebench.evaluation.run.store import ResultStore
@@ -66,7 +66,10 @@ def run(config: RunConfig, db: str = "e2eebench.duckdb",
 
     ``scheduler``: a Dask scheduler address (or "local" for a 2-process local cluster) to run
     the schemes as cluster tasks; ``runs`` is then empty (the party views stay on the workers).
+    Bad input (a config value, a missing folder for ``db``) is refused before any work starts.
     """
+    check_config(config, "run config")
+    ResultStore.check_path(db)
     if scheduler is None:
         data, runs = run_comparison(config, progress, threshold_source=calibrated_threshold)
         ms = [m for r in runs for m in measure(r, data, MEASUREMENTS)]

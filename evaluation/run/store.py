@@ -85,15 +85,23 @@ def machine_info() -> dict[str, Any]:
 class ResultStore:
     def __init__(self, path: str | Path = DEFAULT_DB):
         import duckdb
-        self.path = str(path)
-        parent = Path(self.path).parent
-        if self.path != ":memory:" and not parent.exists():
-            raise InputError(f"folder for the results database does not exist: {parent}")
+        self.path = self.check_path(path)
         try:
             self.con = duckdb.connect(self.path)
         except duckdb.Error as e:
             raise InputError(f"cannot open results database {self.path}: {str(e).splitlines()[0]}") from None
         self.con.execute(SCHEMA)
+
+    @staticmethod
+    def check_path(path: str | Path) -> str:
+        """The database path as text, refused up front if its folder is missing or it is a folder."""
+        p = str(path)
+        if p != ":memory:":
+            if not Path(p).parent.is_dir():
+                raise InputError(f"folder for the results database does not exist: {Path(p).parent}")
+            if Path(p).is_dir():
+                raise InputError(f"results database path is a folder: {p}")
+        return p
 
     def close(self) -> None:
         self.con.close()
