@@ -10,6 +10,7 @@ measurement stages (``leakage``, ``accuracy``, ``attacks``, ``bench``) handed to
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -22,7 +23,7 @@ from e2eebench.evaluation.leakage.probes import leakage_probes
 from e2eebench.evaluation.run.config import builtin_config, check_config, load_config
 from e2eebench.evaluation.run.metrics import MeasureFn, measure
 from e2eebench.evaluation.run.runner import RunConfig, RunData, SchemeRun, prepare, run_comparison
-from e2eebench.evaluation.run.store import ResultStore
+from e2eebench.evaluation.run.store import Measurement, ResultStore
 
 # what every run measures beyond the metrics of its own stage, in the order they are stored
 MEASUREMENTS: tuple[MeasureFn, ...] = (leakage_probes, run_pair_metrics, run_security_metrics, eu_scale)
@@ -57,6 +58,24 @@ def quick_config(**overrides) -> RunConfig:
     if not cfg.schemes:
         cfg.schemes = list(SCHEMES)
     return replace(cfg, **overrides)
+
+
+_PREPARED: dict[str, RunData] = {}   # the last shared work, reused while only the scheme changes
+
+
+def measure_config(config: RunConfig) -> list[Measurement]:
+    """Run and measure every scheme of ``config`` without storing anything: a sweep cell's work
+    (the sweep's driver stores it). Consecutive cells that differ only in their scheme (in one
+    process or on one worker) share the prepared work, which is deterministic by seed."""
+    check_config(config, "cell")
+    key = json.dumps(replace(config, schemes=[], scheme_params={}).to_dict(), sort_keys=True, default=str)
+    data = _PREPARED.get(key)
+    if data is None:
+        _PREPARED.clear()
+        data = _PREPARED[key] = prepare(config, threshold_source=calibrated_threshold)
+    data = replace(data, config=config)
+    _, runs = run_comparison(config, data=data)
+    return [m for r in runs for m in measure(r, data, MEASUREMENTS)]
 
 
 def run(config: RunConfig, db: str = "e2eebench.duckdb",

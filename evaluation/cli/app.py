@@ -1,4 +1,4 @@
-"""The ``e2eebench`` command line: list, hash, run, export, bench, accuracy, attack, report.
+"""The ``e2eebench`` command line: list, hash, run, sweep, export, bench, accuracy, attack, report.
 
 Every user error (unknown name, malformed config, unreadable image, wrong hash length,
 corrupt protocol message) becomes one line on stderr and exit code 2; no traceback and
@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - older Typer on upstream Click
 
 from e2eebench.protocols.errors import ConfigError, E2EEBenchError, InputError
 from e2eebench.evaluation.cli import (accuracy as _accuracy, attack as _attack, device as _device,
-                                      he as _he, psi as _psi, report as _report)
+                                      he as _he, psi as _psi, report as _report, sweep as _sweep)
 from e2eebench.evaluation.cli.options import FormatOpt, SeedOpt, check_format, echo, progress_bar
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -178,7 +178,7 @@ def bench_index_cmd(size: int = typer.Option(100_000, "--size", min=1),
 
 
 # the command groups in this package, in help order: each module defines register(app, bench_app)
-for _group in (_report, _psi, _accuracy, _device, _attack, _he):
+for _group in (_report, _psi, _accuracy, _device, _attack, _he, _sweep):
     _group.register(app, bench_app)
 
 

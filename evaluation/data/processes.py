@@ -48,6 +48,9 @@ def unguarded_main_call() -> bool:
     path = getattr(main, "__file__", None)
     if main is None or not path:
         return False    # interactive, a notebook kernel or ``python -c``: nothing is re-run
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    if spec_name == "__main__" or spec_name.endswith(".__main__"):
+        return False    # ``python -m package``: multiprocessing does not re-run a package's __main__
     f = sys._getframe(1)
     while f is not None:
         if f.f_globals is main.__dict__ and f.f_code.co_name == "<module>":

@@ -43,6 +43,7 @@ class RunConfig:
     hasher: str = "pdq"
     n_known: int = 40
     n_benign: int = 120
+    list_size: int | None = None
     seed: int = 0
     threshold: str = "default"          # "default", "calibrated" or an integer as text
     schemes: list[str] = field(default_factory=list)
