@@ -60,6 +60,12 @@ def parse_proto(cls_name: str, data: bytes, what: str):
     return msg
 
 
+def bundle_root(fields: list[bytes]) -> bytes:
+    """SHA-256 over the length-prefixed fields (a plain concatenation would let bytes move
+    between the setup message and the report key under the same root)."""
+    return hashlib.sha256(wire.pack(b"OMP1", fields)).digest()
+
+
 def checked_setup(setup):
     """Refuse a setup message the native library would abort on or read past: it must be a GCS
     with a positive hash range (it is a modulus in C++) and a Golomb divisor a 64-bit shift
@@ -104,7 +110,7 @@ class PsiClientLearns(Scheme):
         setup = server.CreateSetupMessage(self.p["fpr"], 1, items, psi.DataStructure.GCS)
         keys = KeyPair.generate(ctx.random_bytes)
         fields = [self.hasher.name.encode(), setup.SerializeToString(), keys.public_bytes]
-        root = hashlib.sha256(b"".join(fields)).digest()
+        root = bundle_root(fields)
         state = {"server": server, "keys": keys, "address": root}
         return state, wire.pack(b"OMP1", fields + [root])
 
@@ -129,8 +135,10 @@ class PsiClientLearns(Scheme):
     # -- device -----------------------------------------------------------------------------
     def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:
         name, setup_b, report_key, root = wire.unpack(b"OMP1", bundle, 4, "psi-client-learns bundle")
-        if hashlib.sha256(name + setup_b + report_key).digest() != root:
+        if bundle_root([name, setup_b, report_key]) != root:
             raise AuthenticationFailed("psi-client-learns bundle does not match its root digest")
+        if len(report_key) != 32:
+            raise MalformedMessage("psi-client-learns bundle: report key must be 32 bytes")
         if name.decode(errors="replace") != self.hasher.name:
             raise MalformedMessage(f"bundle is for hasher {name!r}, device uses {self.hasher.name}")
         setup = checked_setup(parse_proto("ServerSetup", setup_b, "PSI setup message"))

@@ -237,7 +237,7 @@ PSI_ABORT = textwrap.dedent("""
     from e2eebench.protocols import wire
     from e2eebench.protocols.channel import Channel, Ledger, MessageContext, PartyClock
     from e2eebench.protocols.errors import MalformedMessage
-    from e2eebench.protocols.psi_openmined import PsiClientLearns, _psi
+    from e2eebench.protocols.psi_openmined import PsiClientLearns, _psi, bundle_root
     from e2eebench.server.database import KnownHashDatabase
     h = get_hasher("pdq")
     db = KnownHashDatabase.from_images(get_corpus("dead-leaves", seed=2, size=96).items(3), [h])
@@ -249,7 +249,7 @@ PSI_ABORT = textwrap.dedent("""
         setup = _psi().ServerSetup(); setup.ParseFromString(setup_b)
         setattr(setup.gcs, field, value)
         forged = setup.SerializeToString()
-        root = hashlib.sha256(name + forged + key).digest()   # the attacker recomputes the root
+        root = bundle_root([name, forged, key])   # the attacker recomputes the root
         try:
             st = s.device_load(wire.pack(b"OMP1", [name, forged, key, root]), "acct-0000", ctx())
             print("ACCEPTED", field, value)
@@ -262,3 +262,16 @@ def test_psi_setup_with_zero_hash_range_is_refused_not_aborted():
     r = subprocess.run([sys.executable, "-c", PSI_ABORT], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, (r.returncode, r.stderr[-500:])
     assert r.stdout.split("\n").count("ACCEPTED") == 0 and r.stdout.count("refused") == 4, r.stdout
+
+
+def test_psi_client_learns_root_separates_its_fields(small_db):
+    """Bytes moved from the setup message into the report key (same concatenation) are refused."""
+    from e2eebench.protocols.psi_openmined import PsiClientLearns, bundle_root
+    h, db, _ = small_db
+    s = PsiClientLearns(h)
+    _, bundle = s.provider_setup(db, _ctx("setup", PROVIDER))
+    name, setup_b, key, root = wire.unpack(b"OMP1", bundle, 4)
+    shifted = wire.pack(b"OMP1", [name, setup_b[:-1], setup_b[-1:] + key, root])
+    with pytest.raises(AuthenticationFailed):
+        s.device_load(shifted, "acct-0000", _ctx("bundle"))
+    assert bundle_root([name, setup_b, key]) == root

@@ -35,18 +35,24 @@ MAX_SEED = 2**63 - 1       # the results store keeps seeds as signed 64-bit inte
 def load_config(path: str | Path) -> RunConfig:
     p = Path(path)
     try:
-        raw = tomllib.loads(p.read_bytes().decode("utf-8"))
+        data = p.read_bytes()
     except FileNotFoundError:
         raise InputError(f"config file not found: {p}") from None
     except IsADirectoryError:
         raise InputError(f"config path is a folder, not a file: {p}") from None
     except OSError as e:
         raise InputError(f"cannot read config file {p}: {e.strerror or e.__class__.__name__}") from None
+    return config_from_dict(toml_table(data, f"config {p.name}"), p.name)
+
+
+def toml_table(data: bytes, what: str) -> dict[str, Any]:
+    """The TOML table in a file's bytes; not UTF-8 or not TOML is a ConfigError."""
+    try:
+        return tomllib.loads(bytes(data).decode("utf-8"))
     except UnicodeDecodeError as e:
-        raise ConfigError(f"config {p.name} is not UTF-8 text (byte {e.start})") from None
+        raise ConfigError(f"{what} is not UTF-8 text (byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"config {p.name} is not valid TOML: {e}") from None
-    return config_from_dict(raw, p.name)
+        raise ConfigError(f"{what} is not valid TOML: {e}") from None
 
 
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> RunConfig:

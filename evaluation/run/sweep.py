@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from e2eebench.protocols.errors import ConfigError, InputError
-from e2eebench.evaluation.run.config import builtin_config, check_config, config_from_dict
+from e2eebench.evaluation.run.config import builtin_config, check_config, config_from_dict, toml_table
 from e2eebench.evaluation.data.processes import pool_usable
 from e2eebench.evaluation.run.runner import RunConfig
 from e2eebench.evaluation.run.store import Measurement, ResultStore
@@ -66,17 +66,14 @@ def load_sweep(path: str | Path) -> list[Cell]:
     """The cells of a sweep file, in grid order; every value is checked before anything runs."""
     p = Path(path)
     try:
-        raw = tomllib.loads(p.read_bytes().decode("utf-8"))
+        data = p.read_bytes()
     except FileNotFoundError:
         raise InputError(f"sweep file not found: {p}") from None
     except IsADirectoryError:
         raise InputError(f"sweep path is a folder, not a file: {p}") from None
     except OSError as e:
         raise InputError(f"cannot read sweep file {p}: {e.strerror or e.__class__.__name__}") from None
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"sweep {p.name} is not UTF-8 text (byte {e.start})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"sweep {p.name} is not valid TOML: {e}") from None
+    raw = toml_table(data, f"sweep {p.name}")
     return sweep_cells(raw, p.name)
 
 
