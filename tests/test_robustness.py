@@ -18,7 +18,7 @@ from e2eebench.evaluation.cli.app import main
 from e2eebench.protocols import wire
 from e2eebench.protocols.channel import PROVIDER, Channel, Ledger, MessageContext, PartyClock
 from e2eebench.protocols.errors import (AuthenticationFailed, ConfigError, E2EEBenchError, InputError,
-                                        MalformedMessage, ReplayError)
+                                        MalformedMessage, ProtocolError, ReplayError)
 
 
 def one_line_exit_2(args, capsys, code=2):
@@ -169,23 +169,25 @@ def _transport_env(scheme_name: str, inner: bytes):
     from e2eebench.protocols.messaging import MODE_TRANSPORT, Identity, Mailbox
     from e2eebench.protocols.registry import scheme_class
     from e2eebench.clientside.hashing import get_hasher
-    from e2eebench.server.relay import Relay
+    from e2eebench.server.relay import PrekeyStore, Relay
     rng = np.random.default_rng(5)
     alice, bob, prov = (Identity.generate(n, rng.bytes) for n in ("acct-0000", "acct-0001", PROVIDER))
-    directory = {i.name: i.public for i in (alice, bob, prov)}
+    store = PrekeyStore()
+    for i in (alice, bob):
+        store.publish(i.bundle())
     scheme = scheme_class(scheme_name)(get_hasher("pdq"))
-    relay = Relay(scheme, {"index": None, "ids": [], "keys": None}, prov, directory)
-    env = Mailbox(alice, directory).session_to(PROVIDER, mode=MODE_TRANSPORT,
-                                               random_bytes=rng.bytes).encrypt(inner)
+    relay = Relay(scheme, {"index": None, "ids": [], "keys": None}, prov, store)
+    env = Mailbox(alice, store.serve).session_to(PROVIDER, mode=MODE_TRANSPORT,
+                                                 random_bytes=rng.bytes).encrypt(inner)
     return relay, env
 
 
 @pytest.mark.parametrize("inner", [b"\xff\xfe\x00\x01", b"nobody\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00",
                                    b"no separator", PROVIDER.encode() + b"\x00\x01" + bytes(8)],
                          ids=["not-utf8", "unknown-recipient", "no-separator", "to-provider"])
-def test_relay_garbled_transport_body_is_malformed(inner):
+def test_relay_garbled_transport_body_is_a_typed_error(inner):
     relay, env = _transport_env("server-side", inner)
-    with pytest.raises(MalformedMessage):
+    with pytest.raises(ProtocolError):
         relay.handle(env, _ctx())
 
 
