@@ -203,7 +203,9 @@ def _on_cluster(todo: Iterable[Cell], fn: CellFn, scheduler: str, record) -> Non
     from e2eebench.evaluation.run.scheduling import _client
     cluster = None
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        import logging
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
         client = Client(cluster)
     else:
         client = _client(scheduler)
