@@ -81,15 +81,14 @@ class OnDeviceList(_OnDeviceBase):
         keys = self._report_keys(ctx)
         hs = db.hashes_for(self.hasher.name)
         name, thr = self.hasher.name.encode(), wire.u32(self.threshold)
-        root = self.bundle_root(name, thr, keys.public_bytes, hs)
+        root = self.bundle_root(name, thr, keys.public_bytes, merkle_root([h.tobytes() for h in hs]))
         bundle = wire.pack(b"ODL1", [name, thr, keys.public_bytes, root, wire.hashes_to_bytes(hs)])
         return {"keys": keys}, bundle
 
     @staticmethod
-    def bundle_root(name: bytes, threshold: bytes, report_key: bytes, hs: np.ndarray) -> bytes:
+    def bundle_root(name: bytes, threshold: bytes, report_key: bytes, list_root: bytes) -> bytes:
         """The published root: the list's Merkle root bound to everything that decides a verdict."""
-        return published_root(merkle_root([h.tobytes() for h in hs]),
-                              [("hasher", name), ("threshold", threshold), ("report_key", report_key)])
+        return published_root(list_root, [("hasher", name), ("threshold", threshold), ("report_key", report_key)])
 
     def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:
         name, thr, key, root, blob = wire.unpack(b"ODL1", bundle, 5, "on-device-list bundle")
@@ -98,11 +97,12 @@ class OnDeviceList(_OnDeviceBase):
         hs = wire.bytes_to_hashes(blob, self.hasher.nbytes)
         if len(thr) != 4 or len(key) != 32:
             raise MalformedMessage("bundle threshold must be 4 bytes and report key 32 bytes")
-        if self.bundle_root(name, thr, key, hs) != root:
+        list_root = merkle_root([h.tobytes() for h in hs])   # what a hotline can publish for its list
+        if self.bundle_root(name, thr, key, list_root) != root:
             raise AuthenticationFailed("bundle's list, threshold or report key does not match its root digest")
         ctx.learn(DEVICE, "database", len(hs))
         return {"hashes": hs, "index": get_index("linear", hs) if len(hs) else None,
-                "threshold": wire.read_u32(thr), "report_key": key, "root": root}
+                "threshold": wire.read_u32(thr), "report_key": key, "root": list_root, "bundle_root": root}
 
     def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
         h = self.hasher.hash(image)
