@@ -12,9 +12,11 @@ accuracy module calibrates data-driven thresholds next to these.
 """
 from __future__ import annotations
 
+import io
+import struct
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar, Iterable, Sequence
+from typing import BinaryIO, ClassVar, Iterable, Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -26,17 +28,44 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+# An image is decoded in full to be hashed; bigger than this is refused before decoding (a
+# 3 kB PNG can declare gigapixels). Pillow's own bomb check only warns below twice its limit.
+MAX_PIXELS = 64 * 1024 * 1024
+# what Pillow's decoders raise on hostile bytes (a float-typed TIFF tag gives TypeError)
+DECODE_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
+                 TypeError, SyntaxError, EOFError, IndexError, KeyError, ZeroDivisionError,
+                 MemoryError, struct.error)
+
+
+def open_image(source: str | Path | BinaryIO, what: str) -> Image.Image:
+    """Decode an image (a path or a binary stream) as RGB; any failure is an InputError naming
+    ``what``, never a Pillow exception."""
+    try:
+        with Image.open(source) as im:
+            w, h = im.size
+            if w < 1 or h < 1 or w * h > MAX_PIXELS:
+                raise InputError(f"{what}: {w}x{h} pixels is outside 1..{MAX_PIXELS:,} (decompression bomb?)")
+            im.load()
+            return to_rgb(im)
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"image not found: {source}") from None
+    except DECODE_ERRORS as e:
+        raise InputError(f"cannot read {what}: {e.__class__.__name__}") from None
+
+
 def load_image(path: str | Path) -> Image.Image:
     """Open an image file as RGB; any failure is an InputError naming the file."""
     p = Path(path)
-    try:
-        with Image.open(p) as im:
-            im.load()
-            return to_rgb(im)
-    except FileNotFoundError:
-        raise InputError(f"image not found: {p}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise InputError(f"cannot read image {p}: {e.__class__.__name__}") from None
+    if p.is_dir():
+        raise InputError(f"not an image file but a folder: {p}")
+    return open_image(p, f"image {p}")
+
+
+def decode_image(data: bytes, what: str = "image") -> Image.Image:
+    """Decode image bytes (as they arrive in a message) as RGB; failures are InputError."""
+    return open_image(io.BytesIO(bytes(data)), what)
 
 
 def hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray | int:

@@ -10,6 +10,7 @@ measurement stages (``leakage``, ``accuracy``, ``attacks``, ``bench``) handed to
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -19,10 +20,10 @@ from e2eebench.evaluation.accuracy.robustness import calibrated_threshold, run_p
 from e2eebench.evaluation.attacks.profile import run_security_metrics
 from e2eebench.evaluation.bench.eu_scale import eu_scale_rows
 from e2eebench.evaluation.leakage.probes import leakage_probes
-from e2eebench.evaluation.run.config import builtin_config, load_config
+from e2eebench.evaluation.run.config import builtin_config, check_config, load_config
 from e2eebench.evaluation.run.metrics import MeasureFn, measure
 from e2eebench.evaluation.run.runner import RunConfig, RunData, SchemeRun, prepare, run_comparison
-from e2eebench.evaluation.run.store import ResultStore
+from e2eebench.evaluation.run.store import Measurement, ResultStore
 
 # what every run measures beyond the metrics of its own stage, in the order they are stored; the
 # EU-scale rows come last, from all schemes' measurements (they subtract the control row's cost)
@@ -60,6 +61,24 @@ def quick_config(**overrides) -> RunConfig:
     return replace(cfg, **overrides)
 
 
+_PREPARED: dict[str, RunData] = {}   # the last shared work, reused while only the scheme changes
+
+
+def measure_config(config: RunConfig) -> list[Measurement]:
+    """Run and measure every scheme of ``config`` without storing anything: a sweep cell's work
+    (the sweep's driver stores it). Consecutive cells that differ only in their scheme (in one
+    process or on one worker) share the prepared work, which is deterministic by seed."""
+    check_config(config, "cell")
+    key = json.dumps(replace(config, schemes=[], scheme_params={}).to_dict(), sort_keys=True, default=str)
+    data = _PREPARED.get(key)
+    if data is None:
+        _PREPARED.clear()
+        data = _PREPARED[key] = prepare(config, threshold_source=calibrated_threshold)
+    data = replace(data, config=config)
+    _, runs = run_comparison(config, data=data)
+    return [m for r in runs for m in measure(r, data, MEASUREMENTS)]
+
+
 def run(config: RunConfig, db: str = "e2eebench.duckdb",
         progress: Callable[[str, int, int], None] | None = None, command: str = "run",
         scheduler: str | None = None) -> RunResult:
@@ -67,7 +86,10 @@ def run(config: RunConfig, db: str = "e2eebench.duckdb",
 
     ``scheduler``: a Dask scheduler address (or "local" for a 2-process local cluster) to run
     the schemes as cluster tasks; ``runs`` is then empty (the party views stay on the workers).
+    Bad input (a config value, a missing folder for ``db``) is refused before any work starts.
     """
+    check_config(config, "run config")
+    ResultStore.check_path(db)
     if scheduler is None:
         data, runs = run_comparison(config, progress, threshold_source=calibrated_threshold)
         ms = [m for r in runs for m in measure(r, data, MEASUREMENTS)]

@@ -32,8 +32,9 @@ import numpy as np
 from PIL import Image
 
 from e2eebench.clientside.hashing import Hasher, hamming
+from e2eebench.clientside.hashing import decode_image as decode_image_bytes
 from e2eebench.protocols.channel import DEVICE, PARTIES, PROVIDER, MessageContext
-from e2eebench.protocols.errors import ConfigError, MalformedMessage
+from e2eebench.protocols.errors import ConfigError, InputError, MalformedMessage
 from e2eebench.server.database import KnownHashDatabase
 
 FAMILIES = ("baseline", "on-device", "hash-upload", "psi", "he", "mpc", "modelled")
@@ -48,13 +49,12 @@ ACTIONS = ("report", "block", "warn")
 
 
 def decode_image(data: bytes) -> Image.Image:
-    """A message body's image as the provider decodes it (baseline, or a reported message)."""
+    """A message body's image as the provider decodes it (baseline, or a reported message);
+    hostile bytes (a decompression bomb, a garbled TIFF) are MalformedMessage."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return im.convert("RGB")
-    except (OSError, ValueError) as e:
-        raise MalformedMessage(f"image in message body does not decode ({e.__class__.__name__})") from None
+        return decode_image_bytes(data, "image in message body")
+    except InputError as e:
+        raise MalformedMessage(str(e)) from None
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from PIL import Image
 
 from e2eebench.protocols import wire
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, THIRD_PARTY, MessageContext
-from e2eebench.protocols.crypto import KeyPair, open_sealed, seal
+from e2eebench.protocols.crypto import KeyPair, open_sealed, seal, sha256
 from e2eebench.protocols.crypto_he import (BfvParams, CkksKeyHolder, CkksMatcher, CkksParams,
                                            CkksQueryEncryptor, HammingKeyHolder, HammingMatcher,
                                            HammingQueryEncryptor, check_device_bundle, device_bundle_of,
@@ -130,10 +130,15 @@ class _HeBase(Scheme):
             fields.append(device_bundle_of(sent))
         else:
             fields.append(b"")
-        return state, wire.pack(self.MAGIC, fields)
+        # the digest a provider publishes: every device can check it holds the same key and list
+        # parameters as everyone else (a swapped provider key would read every sealed query)
+        return state, wire.pack(self.MAGIC, fields + [sha256(wire.pack(self.MAGIC, fields))])
 
     def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:
-        name, thr, mode, prov_pk, dev_bundle = wire.unpack(self.MAGIC, bundle, 5, f"{self.name} bundle")
+        *fields, digest = wire.unpack(self.MAGIC, bundle, 6, f"{self.name} bundle")
+        if sha256(wire.pack(self.MAGIC, fields)) != digest:
+            raise AuthenticationFailed(f"{self.name} bundle: contents do not match its digest")
+        name, thr, mode, prov_pk, dev_bundle = fields
         if name.decode(errors="replace") != self.hasher.name or thr != str(self.threshold).encode():
             raise MalformedMessage(f"{self.name} bundle is for another hasher or threshold")
         if mode.decode(errors="replace") != self.mode or len(prov_pk) != 32:

@@ -25,10 +25,10 @@ from e2eebench.clientside.hashing import Hasher
 from e2eebench.protocols import wire
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
 from e2eebench.protocols.crypto import KeyPair
-from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage
+from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage, ReplayError
 from e2eebench.protocols.framework import ACTION_PARAM, Param, Prepared, Scheme, register
 from e2eebench.protocols.sealed_report import open_report, seal_report
-from e2eebench.server.database import KnownHashDatabase, merkle_root
+from e2eebench.server.database import KnownHashDatabase, merkle_root, published_root
 from e2eebench.server.index import closest_within, get_index
 
 REPORT_INFO = b"e2eebench on-device report v1"
@@ -59,8 +59,13 @@ class _OnDeviceBase(Scheme):
             return Prepared(b"", notice="warning: matches the known list")
         return Prepared(seal_report(state["report_key"], report, ctx, REPORT_INFO))
 
-    def _open_report(self, keys: KeyPair, payload: bytes, ctx: MessageContext) -> None:
-        open_report(keys, payload, ctx, REPORT_INFO)
+    def _open_report(self, state: dict, payload: bytes, ctx: MessageContext) -> None:
+        """Open a report once per (account, message): a second one is a replay."""
+        key, seen = (ctx.account, ctx.message_id), state.setdefault("seen", set())
+        if payload and key in seen:
+            raise ReplayError(f"{self.name}: a report for this message was already received")
+        if open_report(state["keys"], payload, ctx, REPORT_INFO) is not None:
+            seen.add(key)
 
 
 @register
@@ -75,21 +80,29 @@ class OnDeviceList(_OnDeviceBase):
     def provider_setup(self, db: KnownHashDatabase, ctx: MessageContext) -> tuple[Any, bytes]:
         keys = self._report_keys(ctx)
         hs = db.hashes_for(self.hasher.name)
-        root = merkle_root([h.tobytes() for h in hs])
-        bundle = wire.pack(b"ODL1", [self.hasher.name.encode(), wire.u32(self.threshold),
-                                     keys.public_bytes, root, wire.hashes_to_bytes(hs)])
+        name, thr = self.hasher.name.encode(), wire.u32(self.threshold)
+        root = self.bundle_root(name, thr, keys.public_bytes, merkle_root([h.tobytes() for h in hs]))
+        bundle = wire.pack(b"ODL1", [name, thr, keys.public_bytes, root, wire.hashes_to_bytes(hs)])
         return {"keys": keys}, bundle
+
+    @staticmethod
+    def bundle_root(name: bytes, threshold: bytes, report_key: bytes, list_root: bytes) -> bytes:
+        """The published root: the list's Merkle root bound to everything that decides a verdict."""
+        return published_root(list_root, [("hasher", name), ("threshold", threshold), ("report_key", report_key)])
 
     def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:
         name, thr, key, root, blob = wire.unpack(b"ODL1", bundle, 5, "on-device-list bundle")
         if name.decode(errors="replace") != self.hasher.name:
             raise MalformedMessage(f"bundle is for hasher {name!r}, device uses {self.hasher.name}")
         hs = wire.bytes_to_hashes(blob, self.hasher.nbytes)
-        if merkle_root([h.tobytes() for h in hs]) != root:
-            raise AuthenticationFailed("bundle's list does not match its root digest")
+        if len(thr) != 4 or len(key) != 32:
+            raise MalformedMessage("bundle threshold must be 4 bytes and report key 32 bytes")
+        list_root = merkle_root([h.tobytes() for h in hs])   # what a hotline can publish for its list
+        if self.bundle_root(name, thr, key, list_root) != root:
+            raise AuthenticationFailed("bundle's list, threshold or report key does not match its root digest")
         ctx.learn(DEVICE, "database", len(hs))
         return {"hashes": hs, "index": get_index("linear", hs) if len(hs) else None,
-                "threshold": wire.read_u32(thr), "report_key": key, "root": root}
+                "threshold": wire.read_u32(thr), "report_key": key, "root": list_root, "bundle_root": root}
 
     def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
         h = self.hasher.hash(image)
@@ -98,7 +111,7 @@ class OnDeviceList(_OnDeviceBase):
         return self._act(state, hit is not None, report, ctx)
 
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
-        self._open_report(state["keys"], payload, ctx)
+        self._open_report(state, payload, ctx)
 
 
 # -- Bloom-filter bundles ---------------------------------------------------------------------
@@ -207,7 +220,7 @@ class OnDeviceBloom(_OnDeviceBase):
         return self._act(state, match, {"hash_in_filter": True} if match else {}, ctx)
 
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
-        self._open_report(state["keys"], payload, ctx)
+        self._open_report(state, payload, ctx)
 
     def device_db_exposure(self, db: KnownHashDatabase) -> tuple[float, str]:
         n = len(db)
@@ -290,7 +303,7 @@ class OnDeviceLshBloom(_OnDeviceBase):
         return self._act(state, match, {"chunk_hits": hits} if match else {}, ctx)
 
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
-        self._open_report(state["keys"], payload, ctx)
+        self._open_report(state, payload, ctx)
 
     def device_db_exposure(self, db: KnownHashDatabase) -> tuple[float, str]:
         """Per chunk position the device can enumerate all 2^w values against the filter and so

@@ -28,7 +28,7 @@ from PIL import Image
 from e2eebench.protocols import wire
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
 from e2eebench.protocols.crypto import KeyPair
-from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage
+from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage, ReplayError
 from e2eebench.protocols.framework import Param, Prepared, Scheme, register
 from e2eebench.protocols.psi import visual_derivative
 from e2eebench.protocols.sealed_report import open_report, seal_report
@@ -60,6 +60,30 @@ def parse_proto(cls_name: str, data: bytes, what: str):
     return msg
 
 
+def bundle_root(fields: list[bytes]) -> bytes:
+    """SHA-256 over the length-prefixed fields (a plain concatenation would let bytes move
+    between the setup message and the report key under the same root)."""
+    return hashlib.sha256(wire.pack(b"OMP1", fields)).digest()
+
+
+def checked_setup(setup):
+    """Refuse a setup message the native library would abort on or read past: it must be a GCS
+    with a positive hash range (it is a modulus in C++) and a Golomb divisor a 64-bit shift
+    allows. The GCS bits get ceil(div/8) + 1 zero bytes appended, so a code word cut short at
+    the end is read inside the buffer (trailing zero bytes end the library's decoding loop and
+    change nothing for a well-formed set)."""
+    if setup.WhichOneof("data_structure") != "gcs":
+        raise MalformedMessage("PSI setup message must hold a Golomb-compressed set")
+    g = setup.gcs
+    if not 1 <= g.hash_range <= 2**62:
+        raise MalformedMessage(f"PSI setup message: GCS hash range {g.hash_range} outside 1..2^62")
+    if not 0 <= g.div <= 62:
+        raise MalformedMessage(f"PSI setup message: GCS divisor {g.div} outside 0..62")
+    if g.bits:
+        g.bits = g.bits + bytes(g.div // 8 + 2)
+    return setup
+
+
 @register
 class PsiClientLearns(Scheme):
     name = "psi-client-learns"
@@ -86,7 +110,7 @@ class PsiClientLearns(Scheme):
         setup = server.CreateSetupMessage(self.p["fpr"], 1, items, psi.DataStructure.GCS)
         keys = KeyPair.generate(ctx.random_bytes)
         fields = [self.hasher.name.encode(), setup.SerializeToString(), keys.public_bytes]
-        root = hashlib.sha256(b"".join(fields)).digest()
+        root = bundle_root(fields)
         state = {"server": server, "keys": keys, "address": root}
         return state, wire.pack(b"OMP1", fields + [root])
 
@@ -102,16 +126,22 @@ class PsiClientLearns(Scheme):
         return resp.SerializeToString()
 
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
-        open_report(state["keys"], payload, ctx, REPORT_INFO)
+        key, seen = (ctx.account, ctx.message_id), state.setdefault("seen", set())
+        if payload and key in seen:
+            raise ReplayError(f"{self.name}: a report for this message was already received")
+        if open_report(state["keys"], payload, ctx, REPORT_INFO) is not None:
+            seen.add(key)  # once per (account, message): a second report is a replay
 
     # -- device -----------------------------------------------------------------------------
     def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:
         name, setup_b, report_key, root = wire.unpack(b"OMP1", bundle, 4, "psi-client-learns bundle")
-        if hashlib.sha256(name + setup_b + report_key).digest() != root:
+        if bundle_root([name, setup_b, report_key]) != root:
             raise AuthenticationFailed("psi-client-learns bundle does not match its root digest")
+        if len(report_key) != 32:
+            raise MalformedMessage("psi-client-learns bundle: report key must be 32 bytes")
         if name.decode(errors="replace") != self.hasher.name:
             raise MalformedMessage(f"bundle is for hasher {name!r}, device uses {self.hasher.name}")
-        setup = parse_proto("ServerSetup", setup_b, "PSI setup message")
+        setup = checked_setup(parse_proto("ServerSetup", setup_b, "PSI setup message"))
         client = _psi().client.CreateFromKey(p256_key(ctx.rng), False)
         ctx.learn(DEVICE, "database", {"gcs_bytes": len(setup_b)})
         return {"client": client, "setup": setup, "report_key": report_key, "address": root}

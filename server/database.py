@@ -29,6 +29,17 @@ def merkle_root(leaves: Sequence[bytes]) -> bytes:
     return level[0]
 
 
+def published_root(list_root: bytes, params: Sequence[tuple[str, bytes]]) -> bytes:
+    """The digest a provider publishes for a device bundle: the list's Merkle root together with
+    every parameter that decides a verdict (hasher, threshold, report key, ...). An auditor who
+    compares it sees a changed threshold or a swapped report key, not just a changed list."""
+    h = hashlib.sha256(b"e2eebench bundle root v1\x00" + list_root)
+    for name, value in sorted(params):
+        n = name.encode()
+        h.update(len(n).to_bytes(2, "big") + n + len(value).to_bytes(4, "big") + bytes(value))
+    return h.digest()
+
+
 @dataclass
 class KnownHashDatabase:
     ids: list[str]

@@ -84,14 +84,15 @@ class Relay:
             env = parse_envelope(data)
             stamp = b""
             if env.mode == MODE_TRANSPORT:
+                if self.scheme.e2ee:
+                    raise MalformedMessage(f"{self.scheme.name} is end-to-end encrypted: "
+                                           "a transport-mode envelope is refused")
                 d = self.mailbox.open(data)
                 self._refresh_own_prekeys(ctx)
-                recipient, sep, body = d.body.partition(b"\x00")
-                if not sep:
-                    raise MalformedMessage("transport body lacks a recipient")
+                recipient, body = self._recipient(d.body)
                 decoded = MessageBody.decode(body)
                 self.scheme.provider_receive(self.state, d.payload, ctx, body=decoded)
-                session = self.mailbox.session_to(recipient.decode(), mode=MODE_TRANSPORT,
+                session = self.mailbox.session_to(recipient, mode=MODE_TRANSPORT,
                                                   random_bytes=ctx.random_bytes)
                 out = session.encrypt(body)
             else:
@@ -118,3 +119,19 @@ class Relay:
             self.prekeys.publish(me.add_prekeys(DEFAULT_PREKEYS, ctx.random_bytes))
         if me.answered >= SPK_ROTATE_SESSIONS:
             self.prekeys.publish(me.rotate_spk(ctx.random_bytes))
+
+    @staticmethod
+    def _recipient(inner: bytes) -> tuple[str, bytes]:
+        """The recipient and body of a transport body (``id 0x00 body``); garbled bytes from an
+        authenticated sender are still untrusted: MalformedMessage (an unknown recipient is a
+        ProtocolError when its prekeys are asked for)."""
+        raw, sep, body = inner.partition(b"\x00")
+        if not sep:
+            raise MalformedMessage("transport body lacks a recipient")
+        try:
+            recipient = raw.decode()
+        except UnicodeDecodeError:
+            raise MalformedMessage("transport body's recipient is not UTF-8") from None
+        if recipient == PROVIDER:
+            raise MalformedMessage("transport body names the provider as its recipient")
+        return recipient, body

@@ -14,3 +14,14 @@ def quick_db(tmp_path_factory):
                  "--format", "csv"])
     assert code == 0
     return db
+
+
+def pytest_collection_modifyitems(config, items):
+    """The full fuzzing profile runs only when asked for (``-m fuzz``)."""
+    expr = config.getoption("-m") or ""
+    if "fuzz" in expr and "not fuzz" not in expr:
+        return
+    skip = pytest.mark.skip(reason="full fuzzing profile: run with -m fuzz")
+    for item in items:
+        if "fuzz" in item.keywords:
+            item.add_marker(skip)

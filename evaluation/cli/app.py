@@ -1,4 +1,4 @@
-"""The ``e2eebench`` command line: list, hash, run, export, bench, accuracy, attack, report.
+"""The ``e2eebench`` command line: list, hash, run, sweep, export, bench, accuracy, attack, report.
 
 Every user error (unknown name, malformed config, unreadable image, wrong hash length,
 corrupt protocol message) becomes one line on stderr and exit code 2; no traceback and
@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - older Typer on upstream Click
 
 from e2eebench.protocols.errors import ConfigError, E2EEBenchError, InputError
 from e2eebench.evaluation.cli import (accuracy as _accuracy, attack as _attack, device as _device,
-                                      he as _he, psi as _psi, report as _report)
+                                      he as _he, psi as _psi, report as _report, sweep as _sweep)
 from e2eebench.evaluation.cli.options import FormatOpt, SeedOpt, check_format, echo, progress_bar
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -183,30 +183,41 @@ def bench_index_cmd(size: int = typer.Option(100_000, "--size", min=1),
 
 
 # the command groups in this package, in help order: each module defines register(app, bench_app)
-for _group in (_report, _psi, _accuracy, _device, _attack, _he):
+for _group in (_report, _psi, _accuracy, _device, _attack, _he, _sweep):
     _group.register(app, bench_app)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the app; every failure is one line on stderr: exit 2 for errors, 130 for Ctrl-C."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="e2eebench")
-        return 0
+        rv = app(args=argv, standalone_mode=False, prog_name="e2eebench")
     except E2EEBenchError as e:
-        print(f"e2eebench: error: {e}", file=sys.stderr)
-    except getattr(click_exc, "NoArgsIsHelpError", ()) :
+        return fail(str(e))
+    except getattr(click_exc, "NoArgsIsHelpError", ()):
         return 0
     except click_exc.ClickException as e:
-        msg = " ".join(e.format_message().split())
-        print(f"e2eebench: error: {msg}", file=sys.stderr)
-    except click_exc.Abort:
-        print("e2eebench: aborted", file=sys.stderr)
-        return 130
-    except click_exc.Exit as e:
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("e2eebench: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        return fail(" ".join(e.format_message().split()))
+    except (typer.Abort, KeyboardInterrupt):
+        return interrupted()
+    except typer.Exit as e:
+        return interrupted() if e.exit_code == 130 else e.exit_code
+    except Exception as e:  # a bug or an unforeseen library error: still one line, still exit 2
+        first = (str(e).splitlines() or [""])[0]
+        return fail(f"unexpected {type(e).__name__}: {first}")
+    # Typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns the code
+    if isinstance(rv, int) and not isinstance(rv, bool) and rv != 0:
+        return interrupted() if rv == 130 else rv
+    return 0
+
+
+def fail(message: str) -> int:
+    print(f"e2eebench: error: {message}", file=sys.stderr)
     return 2
+
+
+def interrupted() -> int:
+    print("e2eebench: interrupted; nothing was left half-written", file=sys.stderr)
+    return 130
 
 
 def entry() -> None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import zlib
 import multiprocessing
+import sys
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -22,6 +24,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from e2eebench.protocols.errors import ConfigError
+from e2eebench.evaluation.data.processes import pool_usable
 
 Progress = Callable[[str, int, int], None]
 
@@ -120,8 +123,8 @@ def hash_sources(refs: Sequence[SourceRef], transforms: Sequence[str], hashers: 
     chunks = [(refs[i:i + chunk], list(transforms), list(hashers), seed) for i in range(0, len(refs), chunk)]
     results = []
     done = 0
-    # a daemonic process (a Dask worker, a pool's child) may not start children: hash in-process
-    if workers == 1 or len(chunks) <= 1 or multiprocessing.current_process().daemon:
+    # in-process where children cannot be started (see processes.pool_usable)
+    if workers == 1 or len(chunks) <= 1 or not pool_usable("hashing"):
         it = map(_hash_chunk, chunks)
         for r, c in zip(it, chunks):
             results.append(r)
@@ -131,12 +134,17 @@ def hash_sources(refs: Sequence[SourceRef], transforms: Sequence[str], hashers: 
     else:
         # forkserver: children never inherit the parent's native threads (TenSEAL, BLAS) mid-lock
         ctx = multiprocessing.get_context("forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
-            for r, c in zip(ex.map(_hash_chunk, chunks), chunks):   # map keeps input order
-                results.append(r)
-                done += len(c[0])
-                if progress:
-                    progress("hash", done, len(refs))
+        try:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+                for r, c in zip(ex.map(_hash_chunk, chunks), chunks):   # map keeps input order
+                    results.append(r)
+                    done += len(c[0])
+                    if progress:
+                        progress("hash", done, len(refs))
+        except BrokenProcessPool:   # a child died (killed, out of memory): the same work in-process
+            print("e2eebench: note: a hashing worker process died; hashing in this process",
+                  file=sys.stderr)
+            results = list(map(_hash_chunk, chunks))
     from e2eebench.clientside.hashing import get_hasher
     T = len(transforms)
     original, transformed = {}, {}

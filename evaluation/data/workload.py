@@ -8,6 +8,7 @@ real traffic.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -33,6 +34,12 @@ class WorkloadConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
+            integral = f.type in (int, "int")
+            if isinstance(v, bool) or not isinstance(v, int if integral else (int, float)):
+                kind = "an integer" if integral else "a number"
+                raise ConfigError(f"workload.{f.name} must be {kind}, got {v!r}")
+            if not math.isfinite(v):
+                raise ConfigError(f"workload.{f.name} must be finite, got {v!r}")
             if v is None or (isinstance(v, (int, float)) and v < 0):
                 raise ConfigError(f"workload.{f.name} must be non-negative, got {v!r}")
         for name in ("offender_fraction", "image_fraction", "caption_fraction",

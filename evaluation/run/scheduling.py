@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from e2eebench.protocols.errors import ConfigError, InputError
+from e2eebench.evaluation.data.processes import pool_usable
 from e2eebench.evaluation.run.runner import RunData, SchemeRun, run_scheme
 from e2eebench.evaluation.run.metrics import MeasureFn, measure
 from e2eebench.evaluation.run.store import Measurement
@@ -42,6 +43,8 @@ def run_schemes(data: RunData, names: list[str], extra: Sequence[MeasureFn], sch
     if scheduler is None:
         runs = [run_scheme(n, data, progress) for n in names]
         return runs, [m for r in runs for m in measure(r, data, extra)]
+    if scheduler == "local" and not pool_usable("the schemes run"):
+        return run_schemes(data, names, None, progress, extra)
     client = _client(scheduler)
     try:
         shared = client.scatter(data, broadcast=True)

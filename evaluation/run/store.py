@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS measurements (
     run_id VARCHAR, scheme VARCHAR, params VARCHAR, metric VARCHAR, value DOUBLE,
     ci_low DOUBLE, ci_high DOUBLE, unit VARCHAR, n BIGINT, text VARCHAR, label VARCHAR);
+CREATE TABLE IF NOT EXISTS sweep_cells (
+    cell_key VARCHAR PRIMARY KEY, status VARCHAR, run_id VARCHAR, config VARCHAR, error VARCHAR,
+    seconds DOUBLE, created VARCHAR);
 """
 
 
@@ -82,18 +85,30 @@ def machine_info() -> dict[str, Any]:
             "processor": platform.machine(), "cpus": os.cpu_count()}
 
 
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
 class ResultStore:
     def __init__(self, path: str | Path = DEFAULT_DB):
         import duckdb
-        self.path = str(path)
-        parent = Path(self.path).parent
-        if self.path != ":memory:" and not parent.exists():
-            raise InputError(f"folder for the results database does not exist: {parent}")
+        self.path = self.check_path(path)
         try:
             self.con = duckdb.connect(self.path)
         except duckdb.Error as e:
             raise InputError(f"cannot open results database {self.path}: {str(e).splitlines()[0]}") from None
         self.con.execute(SCHEMA)
+
+    @staticmethod
+    def check_path(path: str | Path) -> str:
+        """The database path as text, refused up front if its folder is missing or it is a folder."""
+        p = str(path)
+        if p != ":memory:":
+            if not Path(p).parent.is_dir():
+                raise InputError(f"folder for the results database does not exist: {Path(p).parent}")
+            if Path(p).is_dir():
+                raise InputError(f"results database path is a folder: {p}")
+        return p
 
     def close(self) -> None:
         self.con.close()
@@ -107,24 +122,58 @@ class ResultStore:
     def write_run(self, measurements: Iterable[Measurement], *, command: str, config: dict,
                   seed: int, run_id: str | None = None) -> str:
         rows = list(measurements)
-        run_id = run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        run_id = run_id or new_run_id()
         self.con.execute("BEGIN TRANSACTION")
         try:
-            self.con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
-                run_id, datetime.now(timezone.utc).isoformat(timespec="seconds"), command, git_commit(),
-                json.dumps(package_versions()), json.dumps(config, default=str, sort_keys=True), seed,
-                json.dumps(machine_info())])
-            if rows:
-                self.con.executemany(
-                    "INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [[run_id, m.scheme, json.dumps(m.params, default=str, sort_keys=True), m.metric,
-                      None if m.value is None else float(m.value), m.ci_low, m.ci_high, m.unit, int(m.n),
-                      m.text, m.label] for m in rows])
+            self._insert_run(run_id, rows, command, config, seed)
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
         return run_id
+
+    def _insert_run(self, run_id: str, rows: list[Measurement], command: str, config: dict, seed: int) -> None:
+        self.con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
+            run_id, datetime.now(timezone.utc).isoformat(timespec="seconds"), command, git_commit(),
+            json.dumps(package_versions()), json.dumps(config, default=str, sort_keys=True), seed,
+            json.dumps(machine_info())])
+        if rows:
+            self.con.executemany(
+                "INSERT INTO measurements VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [[run_id, m.scheme, json.dumps(m.params, default=str, sort_keys=True), m.metric,
+                  None if m.value is None else float(m.value), m.ci_low, m.ci_high, m.unit, int(m.n),
+                  m.text, m.label] for m in rows])
+
+    def write_cell(self, cell_key: str, status: str, *, config: dict, seed: int,
+                   measurements: Iterable[Measurement] = (), error: str | None = None,
+                   seconds: float | None = None) -> str | None:
+        """One sweep cell in one transaction: its run and measurements (if done) and its row in
+        ``sweep_cells``. A failed cell's row is replaced when it is retried; a finished cell is
+        never written twice (the key is the primary key, so a second writer's insert fails)."""
+        if status not in ("done", "failed"):
+            raise ValueError(f"cell status {status!r}")
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.con.execute("DELETE FROM sweep_cells WHERE cell_key = ? AND status = 'failed'", [cell_key])
+            run_id = None
+            if status == "done":
+                run_id = new_run_id()
+                self._insert_run(run_id, list(measurements), "sweep", config, seed)
+            self.con.execute("INSERT INTO sweep_cells VALUES (?, ?, ?, ?, ?, ?, ?)", [
+                cell_key, status, run_id, json.dumps(config, default=str, sort_keys=True), error, seconds,
+                datetime.now(timezone.utc).isoformat(timespec="seconds")])
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        return run_id
+
+    def cells(self, keys: Iterable[str] | None = None) -> pd.DataFrame:
+        """Rows of ``sweep_cells`` (all, or those with the given keys)."""
+        df = self.con.execute("SELECT * FROM sweep_cells ORDER BY created, cell_key").df()
+        if keys is not None:
+            df = df[df.cell_key.isin(set(keys))]
+        return df.reset_index(drop=True)
 
     def resolve(self, run: str = "latest", command: str | None = None) -> str:
         if run == "latest":

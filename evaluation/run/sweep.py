@@ -1,0 +1,232 @@
+"""Sweeps: a grid of runs (schemes x list sizes x hashers x thresholds x seeds) that resumes.
+
+A sweep file is a run config (``[run]``, ``[workload]``, ``[schemes.NAME]``, all optional) plus
+a ``[sweep]`` table whose optional lists ``schemes``, ``list_sizes``, ``hashers``, ``thresholds``
+and ``seeds`` span the grid, and whose ``profile`` names the built-in config that gives every
+value the file does not set (default ``quick``)::
+
+    [sweep]
+    profile = "quick"
+    schemes = ["server-side", "on-device-list"]
+    list_sizes = [1000, 10000, 100000]
+    seeds = [0, 1]
+
+Each cell is one scheme's run, keyed by a SHA-256 of its full configuration. Only the driver
+writes to the results store, one transaction per cell (its run, its measurements and its row in
+``sweep_cells``), so a sweep killed at any moment leaves finished cells whole, the cell in flight
+absent, and nothing twice; the next start skips what is done and retries what failed. Cells run
+in this process or as tasks on a Dask cluster (a ``LocalCluster`` of two worker processes, or a
+running scheduler's address); a worker that dies mid-cell has its task rerun elsewhere by Dask.
+
+The function that turns a cell's config into measurements is handed in (the API's
+``measure_config``), so this stage imports no measurement stage.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import time
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from e2eebench.protocols.errors import ConfigError, InputError
+from e2eebench.evaluation.run.config import builtin_config, check_config, config_from_dict, toml_table
+from e2eebench.evaluation.data.processes import pool_usable
+from e2eebench.evaluation.run.runner import RunConfig
+from e2eebench.evaluation.run.store import Measurement, ResultStore
+
+CellFn = Callable[[RunConfig], list[Measurement]]
+Progress = Callable[[int, int, int], None]     # (done, failed, total)
+AXES = ("schemes", "list_sizes", "hashers", "thresholds", "seeds")
+MAX_CELLS = 100_000
+
+
+@dataclass(frozen=True)
+class Cell:
+    key: str
+    config: RunConfig
+
+    @property
+    def label(self) -> dict[str, Any]:
+        c = self.config
+        return {"scheme": c.schemes[0], "list_size": c.list_size, "hasher": c.hasher,
+                "threshold": c.threshold, "seed": c.seed}
+
+
+def cell_key(config: RunConfig) -> str:
+    """SHA-256 of the canonical JSON of everything that determines the cell's run."""
+    blob = json.dumps(config.to_dict(), sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def load_sweep(path: str | Path) -> list[Cell]:
+    """The cells of a sweep file, in grid order; every value is checked before anything runs."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"sweep file not found: {p}") from None
+    except IsADirectoryError:
+        raise InputError(f"sweep path is a folder, not a file: {p}") from None
+    except OSError as e:
+        raise InputError(f"cannot read sweep file {p}: {e.strerror or e.__class__.__name__}") from None
+    raw = toml_table(data, f"sweep {p.name}")
+    return sweep_cells(raw, p.name)
+
+
+def sweep_cells(raw: dict[str, Any], where: str = "sweep") -> list[Cell]:
+    spec = raw.get("sweep")
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: a sweep file needs a [sweep] table")
+    for k in spec:
+        if k not in AXES + ("profile",):
+            raise ConfigError(f"{where}: unknown key sweep.{k} (known: profile, {', '.join(AXES)})")
+    profile = spec.get("profile", "quick")
+    if not isinstance(profile, str):
+        raise ConfigError(f"{where}: sweep.profile must be the name of a built-in config")
+    base_raw = tomllib.loads(builtin_config(profile).read_text())
+    merged: dict[str, Any] = {k: dict(v) for k, v in base_raw.items()}
+    for section in ("run", "workload", "schemes"):
+        if section in raw:
+            if not isinstance(raw[section], dict):
+                raise ConfigError(f"{where}: {section} must be a [{section}] table")
+            merged.setdefault(section, {}).update(raw[section])
+    base = config_from_dict(merged, where)
+    if not base.schemes:
+        from e2eebench.protocols.registry import SCHEMES
+        base = replace(base, schemes=list(SCHEMES))
+    axes: dict[str, list] = {
+        "schemes": spec.get("schemes", base.schemes),
+        "list_sizes": spec.get("list_sizes", [base.list_size]),
+        "hashers": spec.get("hashers", [base.hasher]),
+        "thresholds": spec.get("thresholds", [base.threshold]),
+        "seeds": spec.get("seeds", [base.seed]),
+    }
+    for name, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: sweep.{name} must be a non-empty list")
+        if len(set(map(str, values))) != len(values):
+            raise ConfigError(f"{where}: sweep.{name} repeats a value")
+    n = 1
+    for values in axes.values():
+        n *= len(values)
+    if n > MAX_CELLS:
+        raise ConfigError(f"{where}: the grid has {n:,} cells; at most {MAX_CELLS:,}")
+    cells = []
+    # the scheme varies fastest: neighbouring cells share their prepared work (api.measure_config)
+    for size, hasher, thr, seed, scheme in itertools.product(
+            axes["list_sizes"], axes["hashers"], axes["thresholds"], axes["seeds"], axes["schemes"]):
+        if isinstance(thr, bool) or not isinstance(thr, (str, int)):
+            raise ConfigError(f"{where}: sweep.thresholds must hold 'default', 'calibrated' or integers")
+        cfg = replace(base, schemes=[scheme], list_size=size, hasher=hasher, threshold=str(thr), seed=seed,
+                      scheme_params={k: v for k, v in base.scheme_params.items() if k == scheme})
+        check_config(cfg, f"{where} cell {scheme}/{size}/{hasher}/{thr}/{seed}")
+        cells.append(Cell(cell_key(cfg), cfg))
+    return cells
+
+
+def status(cells: Sequence[Cell], db: str | Path) -> list[dict[str, Any]]:
+    """One row per cell: its grid values, key, status (done, failed, pending) and error."""
+    rows = {}
+    if Path(db).exists():
+        with ResultStore(db) as store:
+            rows = {r.cell_key: r for r in store.cells([c.key for c in cells]).itertuples()}
+    out = []
+    for c in cells:
+        r = rows.get(c.key)
+        out.append(c.label | {"cell": c.key[:12], "status": r.status if r is not None else "pending",
+                              "run_id": getattr(r, "run_id", None), "error": getattr(r, "error", None)})
+    return out
+
+
+def run_cell(fn: CellFn, config: RunConfig) -> tuple[list[Measurement], float]:
+    """A cell's unit of work (what a cluster task runs): its measurements and wall seconds."""
+    t0 = time.perf_counter()
+    return fn(config), time.perf_counter() - t0
+
+
+def _error_text(e: BaseException) -> str:
+    first = (str(e).splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first}"[:500]
+
+
+def run_sweep(cells: Sequence[Cell], db: str | Path, fn: CellFn, scheduler: str | None = "local",
+              progress: Progress | None = None) -> dict[str, int]:
+    """Run every cell not yet done and store each as it finishes; returns the counts.
+
+    ``scheduler``: None runs in this process; "local" starts a two-process ``LocalCluster``; any
+    other value is the address of a running Dask scheduler. ``fn`` must be importable by name
+    on the workers (a module-level function)."""
+    ResultStore.check_path(db)
+    with ResultStore(db) as store:
+        done_keys = set(store.cells([c.key for c in cells]).query("status == 'done'").cell_key)
+        todo = [c for c in cells if c.key not in done_keys]
+        counts = {"done": len(cells) - len(todo), "failed": 0, "total": len(cells)}
+
+        def record(cell: Cell, result: tuple[list[Measurement], float] | None, error: str | None) -> None:
+            cfg = cell.config
+            if error is None:
+                ms, seconds = result
+                store.write_cell(cell.key, "done", config=cfg.to_dict(), seed=cfg.seed, measurements=ms,
+                                 seconds=seconds)
+                counts["done"] += 1
+            else:
+                store.write_cell(cell.key, "failed", config=cfg.to_dict(), seed=cfg.seed, error=error)
+                counts["failed"] += 1
+            if progress:
+                progress(counts["done"], counts["failed"], counts["total"])
+
+        if progress:
+            progress(counts["done"], 0, counts["total"])
+        if not todo:
+            return counts
+        if scheduler == "local" and not pool_usable("the sweep's cells run"):
+            scheduler = None
+        if scheduler is None:
+            for cell in todo:
+                try:
+                    result = run_cell(fn, cell.config)
+                except Exception as e:   # a cell that breaks is recorded; the sweep goes on
+                    record(cell, None, _error_text(e))
+                else:
+                    record(cell, result, None)
+            return counts
+        _on_cluster(todo, fn, scheduler, record)
+    return counts
+
+
+def _on_cluster(todo: Iterable[Cell], fn: CellFn, scheduler: str, record) -> None:
+    from distributed import Client, LocalCluster, as_completed
+    from e2eebench.evaluation.run.scheduling import _client
+    cluster = None
+    if scheduler == "local":
+        import logging
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                               silence_logs=logging.ERROR)
+        client = Client(cluster)
+    else:
+        client = _client(scheduler)
+    try:
+        by_key = {}
+        futures = []
+        for cell in todo:
+            # pure=False: never served from a cache; the task key names the cell
+            f = client.submit(run_cell, fn, cell.config, key=f"e2eebench-cell-{cell.key}", pure=False)
+            by_key[f.key] = cell
+            futures.append(f)
+        for f in as_completed(futures):
+            cell = by_key[f.key]
+            try:
+                result = f.result()
+            except Exception as e:   # the task's own error, or KilledWorker: the cell's error
+                record(cell, None, _error_text(e))
+            else:
+                record(cell, result, None)
+            f.release()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,99 @@
+"""Fuzzing every decoder of untrusted bytes (the table and engine are in tests/fuzzing.py).
+
+The default run is a reduced profile: hypothesis draws random bytes and mutation seeds for
+every decoder (``E2EEBENCH_FUZZ_EXAMPLES`` per decoder, default 40), and the decoders that reach
+native code run a few hundred inputs in a child process. ``pytest -m fuzz`` runs the full
+profile: ``E2EEBENCH_FUZZ_INPUTS`` inputs per decoder (default 100,000) and writes the report
+to ``E2EEBENCH_FUZZ_REPORT`` if set.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+sys.path.insert(0, str(Path(__file__).parent))
+import fuzzing  # noqa: E402
+
+from e2eebench.protocols.errors import E2EEBenchError  # noqa: E402
+
+ENTRIES = fuzzing.entries()
+PY = [e for e in ENTRIES if not e.native]
+NATIVE = [e for e in ENTRIES if e.native]
+EXAMPLES = int(os.environ.get("E2EEBENCH_FUZZ_EXAMPLES", "40"))
+_targets: dict[str, fuzzing.Target] = {}
+
+
+def target(e: fuzzing.Entry) -> fuzzing.Target:
+    if e.name not in _targets:
+        _targets[e.name] = e.build()
+    return _targets[e.name]
+
+
+def check(e: fuzzing.Entry, t: fuzzing.Target, data: bytes, ctx: str = fuzzing.SAME) -> None:
+    """The contract for one input."""
+    try:
+        t.decode(data, ctx)
+    except E2EEBenchError:
+        return
+    genuine = (data == t.valid and ctx == fuzzing.SAME) or (ctx == fuzzing.SAME and data in t.others)
+    assert not (e.authenticated and not genuine and not t.exempt(data)), \
+        f"{e.name}: altered input accepted ({ctx}): {data[:48].hex()}"
+
+
+FAST = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@pytest.mark.parametrize("e", PY, ids=[e.name for e in PY])
+@FAST
+@given(data=st.binary(max_size=512))
+def test_random_bytes(e, data):
+    check(e, target(e), data)
+
+
+@pytest.mark.parametrize("e", PY, ids=[e.name for e in PY])
+@FAST
+@given(seed=st.integers(0, 2**32 - 1))
+def test_structured_mutations(e, seed):
+    t = target(e)
+    check(e, t, fuzzing.mutate(t, np.random.default_rng(seed)))
+
+
+@pytest.mark.parametrize("e", [e for e in PY if e.authenticated], ids=lambda e: e.name)
+def test_cross_account_and_cross_message_replays_refused(e):
+    t = target(e)
+    for ctx in t.contexts:
+        check(e, t, t.valid, ctx)
+
+
+@pytest.mark.parametrize("e", NATIVE, ids=[e.name for e in NATIVE])
+def test_native_decoders_in_a_child_process(e):
+    r = fuzzing.fuzz_isolated(e, 150, seed=1, chunk=150)
+    assert r["native_crashes"] == 0 and r["unhandled"] == 0 and r["altered_accepted"] == 0, r["examples"]
+    assert r["inputs"] == 150
+
+
+def test_engine_alters_every_input():
+    t = fuzzing.wire_target()
+    rng = np.random.default_rng(0)
+    outs = [fuzzing.mutate(t, rng) for _ in range(2000)]
+    assert all(o != t.valid for o in outs)
+    assert len(set(outs)) > 1000
+
+
+@pytest.mark.fuzz
+def test_full_profile():
+    n = int(os.environ.get("E2EEBENCH_FUZZ_INPUTS", "100000"))
+    results = fuzzing.run_all(n)
+    out = os.environ.get("E2EEBENCH_FUZZ_REPORT")
+    if out:
+        Path(out).write_text(fuzzing.report(results) + "\n\n" + json.dumps(results, indent=1) + "\n")
+    bad = [r for r in results if r["unhandled"] or r["altered_accepted"] or r["native_crashes"]]
+    assert not bad, [(r["decoder"], r["examples"]) for r in bad]
+    assert all(r["inputs"] >= n for r in results)
