@@ -83,6 +83,11 @@ class TwoServerMPC(Scheme):
     eu_category = "server"
     parties = (DEVICE, PROVIDER, SECOND_SERVER, THIRD_PARTY, RECIPIENT)
     verdict_to = "provider and second server jointly"
+    leakage = {PROVIDER: ("verdict", "count"), SECOND_SERVER: ("verdict", "count")}
+    leakage_text = {PROVIDER: "verdict and which list entries lie within tau (semi-honest); a deviating "
+                              "server learns more (see the near-miss probe)",
+                    SECOND_SERVER: "verdict and which list entries lie within tau",
+                    THIRD_PARTY: "nothing (the dealer sees no image data)"}
     trust = "provider and second server do not collude (nor with the dealer); semi-honest servers"
     matching = "fuzzy"
     description = "Additive shares of the hash bits to two servers; Beaver-triple product tree for the threshold test"
@@ -165,12 +170,16 @@ class TwoServerMPC(Scheme):
         if (ctx.account, ctx.message_id) in state["seen"]:
             from e2eebench.protocols.errors import ReplayError
             raise ReplayError("share for this message was already processed")
-        a = _decode(open_sealed(state["prov"], payload, info=SHARE_INFO, ad=ad), n_bits, "share")
+        raw_a = open_sealed(state["prov"], payload, info=SHARE_INFO, ad=ad)
+        ctx.opened(PROVIDER, "share", raw_a)
+        a = _decode(raw_a, n_bits, "share")
         second_blob = ctx.extra.get("inbox:second-server")
         if second_blob is None:
             raise MalformedMessage("the second server received no share for this message")
         with ctx.role(SECOND_SERVER):
-            c = _decode(open_sealed(state["second"], second_blob, info=SHARE_INFO, ad=ad), n_bits, "share")
+            raw_c = open_sealed(state["second"], second_blob, info=SHARE_INFO, ad=ad)
+            ctx.opened(SECOND_SERVER, "share", raw_c)
+            c = _decode(raw_c, n_bits, "share")
             d2 = self._distance_share(state["bits"], c, first=False)
         state["seen"].add((ctx.account, ctx.message_id))
         d1 = self._distance_share(state["bits"], a, first=True)

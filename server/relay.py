@@ -60,6 +60,7 @@ class Relay:
                 recipient, sep, body = d.body.partition(b"\x00")
                 if not sep:
                     raise MalformedMessage("transport body lacks a recipient")
+                ctx.opened(PROVIDER, "transport body", body)
                 decoded = MessageBody.decode(body)
                 self.scheme.provider_receive(self.state, d.payload, ctx, body=decoded)
                 session = self.mailbox.session_to(recipient.decode(), mode=MODE_TRANSPORT,
