@@ -591,7 +591,8 @@ class PsiAdLsh(_PsiBase):
     description = ("psi-ad over hash chunks (multi-index): one chunk voucher per chunk, each carrying a "
                    "share of a per-image key; the report opens at min_chunks chunk matches")
     params = TABLE_PARAMS + (
-        Param("chunk_bits", 16, "bits per chunk (the list holds one element per (chunk index, value))",
+        Param("chunk_bits", 32, "bits per chunk (the list holds one element per (chunk index, value)); 16-bit "
+              "chunks stop being private near 10^4 list entries (docs/leakage.md)",
               (8, 16, 32), int),
         Param("min_chunks", 2, "chunk matches that make a match (k of a k-of-n sharing of the report key)",
               None, int),

@@ -148,11 +148,31 @@ def hash_recovery(run: SchemeRun, data: RunData, views: dict) -> tuple[list[Meas
 
 
 # -- linkability -----------------------------------------------------------------------------
-def linkability(run: SchemeRun, data: RunData, views: dict, recovered: dict) -> list[Measurement]:
+def _pair_sets(run: SchemeRun, data: RunData) -> dict[str, tuple[list, list]]:
+    """Independent pairs: "any" = the first two sends of each repeated benign image vs first sends
+    of two different images (disjoint pairs); "same-sender" = two sends of one image by one
+    account vs two different images sent by one account (a device's own repeats)."""
     items = _benign_firsts(run, data)
-    repeated = [mids[:2] for mids in items.values() if len(mids) >= 2]
+    sender = {m.id: m.sender for m in data.workload.image_messages}
+    repeated = [tuple(mids[:2]) for mids in items.values() if len(mids) >= 2]
     firsts = [mids[0] for mids in items.values()]
     diff = [(firsts[i], firsts[i + 1]) for i in range(0, len(firsts) - 1, 2)]
+    same_s, by_sender = [], defaultdict(list)
+    for mids in items.values():
+        per: dict[str, list[str]] = defaultdict(list)
+        for mid in mids:
+            per[sender[mid]].append(mid)
+        pair = next((tuple(v[:2]) for v in per.values() if len(v) >= 2), None)
+        if pair:
+            same_s.append(pair)
+        for s, v in per.items():
+            by_sender[s].append(v[0])
+    diff_s = [(v[i], v[i + 1]) for v in by_sender.values() for i in range(0, len(v) - 1, 2)]
+    return {"any": (repeated, diff), "same-sender": (same_s, diff_s)}
+
+
+def linkability(run: SchemeRun, data: RunData, views: dict, recovered: dict) -> list[Measurement]:
+    sets = _pair_sets(run, data)
     thr = run.scheme.threshold
     out = []
     for party, pv in sorted(views.items()):
@@ -171,16 +191,17 @@ def linkability(run: SchemeRun, data: RunData, views: dict, recovered: dict) -> 
             ha, hb = rec.get(a), rec.get(b)
             return ha is not None and hb is not None and int(np.unpackbits(ha ^ hb).sum()) <= thr
 
-        ks = sum(linked(a, b) for a, b in repeated)
-        kd = sum(linked(a, b) for a, b in diff)
-        es, ed = wilson(ks, len(repeated)), wilson(kd, len(diff))
-        lo, hi = newcombe(es, ed)
-        val = es.value - ed.value if repeated and diff else None
-        out.append(Measurement(run.name, "linkability_advantage", val, "advantage", len(repeated), lo, hi,
-                               _params(run, data, party) | {"baseline_pairs": len(diff)},
-                               text=f"same-image pairs linked {ks}/{len(repeated)}, different-image pairs "
-                                    f"{kd}/{len(diff)} (chance baseline); rule: a shared rare 8-byte token "
-                                    f"or recovered hashes within {thr}"))
+        for kind, (repeated, diff) in sets.items():
+            ks = sum(linked(a, b) for a, b in repeated)
+            kd = sum(linked(a, b) for a, b in diff)
+            es, ed = wilson(ks, len(repeated)), wilson(kd, len(diff))
+            lo, hi = newcombe(es, ed)
+            val = es.value - ed.value if repeated and diff else None
+            out.append(Measurement(run.name, "linkability_advantage", val, "advantage", len(repeated), lo, hi,
+                                   _params(run, data, party) | {"baseline_pairs": len(diff), "pairs": kind},
+                                   text=f"{kind}: same-image pairs linked {ks}/{len(repeated)}, different-image "
+                                        f"pairs {kd}/{len(diff)} (chance baseline); rule: a shared rare 8-byte "
+                                        f"token or recovered hashes within {thr}"))
     return out
 
 

@@ -98,7 +98,8 @@ def summary_json(df: pd.DataFrame, metrics: list[str] | None = None) -> list[dic
 def leakage_by_party(df: pd.DataFrame) -> dict[str, dict[str, dict]]:
     """party -> metric -> figure, for every measurement that names a party (the leakage probes,
     labelled measured, and the leakage function, labelled declared). A figure at a list size
-    other than the run's (a padded list) is keyed ``metric@list_size``."""
+    other than the run's (a padded list) is keyed ``metric@list_size``; linkability over one
+    sender's own repeats ``linkability_advantage:same-sender``."""
     out: dict[str, dict[str, dict]] = {}
     sizes = []
     rows = []
@@ -110,7 +111,8 @@ def leakage_by_party(df: pd.DataFrame) -> dict[str, dict[str, dict]]:
                 sizes.append(p["list_size"])
     base = min(sizes) if sizes else None
     for p, m in rows:
-        key = m["metric"] if p.get("list_size") in (None, base) else f"{m['metric']}@{p['list_size']}"
+        key = m["metric"] + (f":{p['pairs']}" if p.get("pairs") not in (None, "any") else "")
+        key += "" if p.get("list_size") in (None, base) else f"@{p['list_size']}"
         e = {"value": _num(m["value"]), "ci_low": _num(m["ci_low"]), "ci_high": _num(m["ci_high"]),
              "unit": m["unit"], "n": int(m["n"]), "label": m["label"]}
         if m.get("text") is not None and not (isinstance(m["text"], float)):
