@@ -124,7 +124,7 @@ class Scheme(ABC):
     modelled: ClassVar[bool] = False
     params: ClassVar[tuple[Param, ...]] = ()
     # the leakage function: party -> what the ideal functionality reveals to it (LEAKS); a
-    # party not named learns nothing. Stored as `declared`; the probes' figures are `measured`
+    # party not named learns nothing; "observer" stands for a network observer on any link. Stored as `declared`; the probes' figures are `measured`
     leakage: ClassVar[dict[str, tuple[str, ...]]]
     leakage_text: ClassVar[dict[str, str]] = {}
     # expensive schemes (HE) run the quick profile on a seeded, stratified sample of this many
@@ -256,7 +256,7 @@ def register(cls: type[Scheme]) -> type[Scheme]:
     if not set(cls.parties) <= set(PARTIES) or DEVICE not in cls.parties:
         raise TypeError(f"scheme {cls.name}: parties {cls.parties} must include the device and be among {PARTIES}")
     for party, qs in cls.leakage.items():
-        if party not in PARTIES or not set(qs) <= set(LEAKS):
+        if party not in PARTIES + ("observer",) or not set(qs) <= set(LEAKS):
             raise TypeError(f"scheme {cls.name}: leakage {party!r}: {qs} must name a party and quantities in {LEAKS}")
     names = [p.name for p in cls.params]
     if len(set(names)) != len(names):

@@ -13,8 +13,9 @@ model, method, estimator and limits.
   in more than half the party's messages are structure and dropped), or hashes the party
   recovered lie within the scheme's threshold.
 - ``verdict_inference_advantage``: TPR - FPR of a lookup-table attacker on the sizes and
-  flights a party (or a link observer) sees per image message, 5-fold cross-validated, one
-  message per distinct image; label = the scheme's plaintext match bit.
+  flights a party (or a link observer) sees per image message (the better of exact sizes and
+  transfer counts), 5-fold cross-validated, one message per distinct image; label = the
+  scheme's plaintext match bit.
 - ``hash_bits_recovered``: per benign image, bits of its hash recoverable from the view:
   the hash verbatim (all bits), or a real-valued intermediate median-thresholded, scored as
   bits x (1 - H2(bit error rate)) (the capacity of a binary symmetric channel).
@@ -240,8 +241,27 @@ def lookup_attack(features: dict[str, tuple], labels: dict[str, bool], seed: int
     return int((pred & y).sum()), int(y.sum()), int((pred & ~y).sum()), int((~y).sum())
 
 
+def _shape(f: tuple) -> tuple:
+    """The coarse signature of a feature: transfers per direction (observer: (sender, size)
+    items) or the number of transfers received and values opened (party: two size tuples)."""
+    if f and isinstance(f[0], tuple) and f[0] and isinstance(f[0][0], str):
+        out: dict = defaultdict(int)
+        for sender, _ in f:
+            out[sender] += 1
+        return tuple(sorted(out.items()))
+    return tuple(len(x) for x in f)
+
+
 def _advantage(run, data, metric, party, features, labels, text) -> Measurement:
-    tp, npos, fp, nneg = lookup_attack(features, labels, data.config.seed)
+    """The better of two lookup attackers: on the exact features, and on their coarse shape
+    (transfer counts, which generalise where exact sizes vary from message to message)."""
+    shapes = {k: _shape(f) for k, f in features.items()}
+    best = None
+    for feats in (features, shapes):
+        r = lookup_attack(feats, labels, data.config.seed)
+        if best is None or (r[0] / max(1, r[1]) - r[2] / max(1, r[3])) > (best[0] / max(1, best[1]) - best[2] / max(1, best[3])):
+            best = r
+    tp, npos, fp, nneg = best
     a, b = wilson(tp, npos), wilson(fp, nneg)
     lo, hi = newcombe(a, b)
     val = a.value - b.value if npos and nneg else None
@@ -288,10 +308,7 @@ def exceeds_declaration(m: Measurement, scheme) -> bool:
     party = str(m.params.get("party", ""))
     if q is None or m.value is None or m.label != "measured":
         return False
-    if party.startswith("observer:"):
-        allowed: frozenset = frozenset()
-    else:
-        allowed = declared_leaks(scheme.leakage, party)
+    allowed = declared_leaks(scheme.leakage, "observer" if party.startswith("observer:") else party)
     if q in allowed:
         return False
     lo = m.ci_low if m.ci_low is not None else m.value
