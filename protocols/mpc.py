@@ -28,7 +28,12 @@ non-zero otherwise, so both learn the verdict and the number of entries within t
 permutation seed is known to both servers, so it hides nothing from them: each can also tell
 *which* entries are within tau (recorded in the provider's report). Colluding, they
 reconstruct x. Semi-honest security: a server that deviates can change the verdict; the
-dealer must not collude with either server.
+dealer must not collude with either server. A deviating provider learns more than the verdict:
+its factors ``(d - i)`` are its own local shares, so it may replace the test points 0..tau by
+any tau + 1 points it chooses (e.g. tau+1..2 tau+1) and learn, per list entry, whether the
+distance lies in that set (near misses), undetectably for the second server, which sees the
+same number of factors; over repeated sends of an image it can walk the set. This is not yet
+measured as an attack (docs/leakage.md).
 
 The second server's share reaches it through the channel (``ctx.send``); because the
 simulation runs the second server inside ``provider_receive``, the delivered bytes are kept
