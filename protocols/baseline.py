@@ -30,6 +30,8 @@ class ServerSide(Scheme):
     eu_category = "baseline"
     parties = (DEVICE, PROVIDER, RECIPIENT)
     verdict_to = "provider"
+    leakage = {PROVIDER: ("image",)}
+    leakage_text = {PROVIDER: "every image (no end-to-end encryption)"}
     trust = "provider (sees all content; no end-to-end encryption)"
     matching = "fuzzy"
     e2ee = False

@@ -60,6 +60,10 @@ class Ledger:
         self.keep_bytes = keep_bytes
         self.received: dict[str, list[tuple[Transfer, bytes]]] = defaultdict(list)
         self.learned: list[Learned] = []
+        # plaintexts a party obtained by decrypting bytes it received with its own keys, recorded
+        # as bytes where the decryption happens: part of its raw view (probes read it), unlike
+        # ``learned``, which is the scheme's own account of what the values mean (declared)
+        self.opened: dict[str, list[tuple[str | None, str, bytes]]] = defaultdict(list)
 
     def record_receipt(self, transfer: Transfer, data: bytes) -> None:
         self.received[transfer.receiver].append((transfer, data if self.keep_bytes else b""))
@@ -68,6 +72,13 @@ class Ledger:
         if party not in PARTIES:
             raise ValueError(f"unknown party {party!r}")
         self.learned.append(Learned(party, kind, value, message_id))
+
+    def record_opened(self, party: str, label: str, data: bytes, message_id: str | None) -> None:
+        if party not in PARTIES:
+            raise ValueError(f"unknown party {party!r}")
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError("an opened value is recorded as bytes")
+        self.opened[party].append((message_id, label, bytes(data) if self.keep_bytes else b""))
 
     def learned_by(self, party: str, kind: str | None = None) -> list[Learned]:
         return [x for x in self.learned if x.party == party and (kind is None or x.kind == kind)]
@@ -118,6 +129,16 @@ class Channel:
 
     def for_message(self, message_id: str) -> list[Transfer]:
         return list(self._by_message.get(message_id, ()))
+
+    def observer_view(self) -> dict[tuple[str, str], list[Transfer]]:
+        """What a network observer on each link sees: per link (the two parties, sorted), every
+        transfer on it in order, with its direction (sender, receiver) and size. The observer
+        sees no labels; probes read only ``seq``, ``sender``, ``receiver``, ``size`` and the
+        exchange it belongs to (a proxy for grouping flights by time)."""
+        out: dict[tuple[str, str], list[Transfer]] = defaultdict(list)
+        for t in self.transfers:
+            out[tuple(sorted((t.sender, t.receiver)))].append(t)
+        return dict(out)
 
 
 class PartyClock:
@@ -181,6 +202,10 @@ class MessageContext:
 
     def learn(self, party: str, kind: str, value: Any, message_id: str | None = None) -> None:
         self.ledger.learn(party, kind, value, message_id or self.message_id)
+
+    def opened(self, party: str, label: str, data: bytes) -> None:
+        """Record the plaintext bytes ``party`` just decrypted with its own keys (its raw view)."""
+        self.ledger.record_opened(party, label, data, self.message_id)
 
     def verdict(self, party: str, match: bool, message_id: str | None = None) -> None:
         """Record that ``party`` learned whether this message matched the list."""

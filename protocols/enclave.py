@@ -36,6 +36,8 @@ class Enclave(Scheme):
     eu_category = "server"
     parties = (DEVICE, PROVIDER, ENCLAVE, RECIPIENT)
     verdict_to = "provider's enclave, then provider"
+    leakage = {ENCLAVE: ("hash",), PROVIDER: ("verdict",)}
+    leakage_text = {ENCLAVE: "every image's hash (trusted hardware)", PROVIDER: "the verdict per image message"}
     trust = "enclave hardware, attestation and side-channel resistance (modelled, not measured)"
     matching = "fuzzy"
     modelled = True
@@ -71,6 +73,7 @@ class Enclave(Scheme):
             if key in state["seen"]:
                 raise ReplayError("sealed hash for this message was already processed")
             raw = open_sealed(state["keys"], blob, info=INFO, ad=ctx.binding())
+            ctx.opened(ENCLAVE, "sealed hash", raw)
             if len(raw) != self.hasher.nbytes:
                 raise MalformedMessage("sealed hash has the wrong length")
             state["seen"].add(key)

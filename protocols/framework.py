@@ -45,6 +45,25 @@ EU_CATEGORIES = {
     "encryption": "encryption-related",
 }
 MATCHING = ("fuzzy", "exact", "approximate", "chunked", "none")  # none: a control row, no detection
+# What an ideal functionality may reveal to a party (a scheme's leakage function, declared per
+# party as class metadata ``leakage``); the leakage probes measure the same quantities:
+#   verdict  the match bit of an image message      link   whether two sends are the same image
+#   hash     the image's hash (or an intermediate)  image  the image itself
+#   chunks   which hash chunks equal a list value   count  matches of an account below threshold
+#   list     the known list (or a membership oracle for it)
+LEAKS = ("verdict", "link", "hash", "image", "chunks", "count", "list")
+# a party that holds the image can compute its hash; one that holds a hash links repeats and
+# (holding the list) computes the verdict; matched chunk positions link repeats
+LEAK_IMPLIES = {"image": ("hash", "link", "verdict", "chunks"), "hash": ("link", "verdict", "chunks"),
+                "chunks": ("link",)}
+
+
+def declared_leaks(leakage: dict[str, tuple[str, ...]], party: str) -> frozenset[str]:
+    """The quantities a leakage declaration lets ``party`` learn, with what they imply."""
+    out = set(leakage.get(party, ()))
+    for q in list(out):
+        out.update(LEAK_IMPLIES.get(q, ()))
+    return frozenset(out)
 ACTIONS = ("report", "block", "warn")
 
 
@@ -104,6 +123,10 @@ class Scheme(ABC):
     e2ee: ClassVar[bool] = True
     modelled: ClassVar[bool] = False
     params: ClassVar[tuple[Param, ...]] = ()
+    # the leakage function: party -> what the ideal functionality reveals to it (LEAKS); a
+    # party not named learns nothing; "observer" stands for a network observer on any link. Stored as `declared`; the probes' figures are `measured`
+    leakage: ClassVar[dict[str, tuple[str, ...]]]
+    leakage_text: ClassVar[dict[str, str]] = {}
     # expensive schemes (HE) run the quick profile on a seeded, stratified sample of this many
     # image messages; the measurements then say so (params: messages_sampled / messages_total)
     quick_sample: ClassVar[int | None] = None
@@ -220,7 +243,7 @@ class Scheme(ABC):
 
 SCHEMES: dict[str, type[Scheme]] = {}
 _REQUIRED = ("name", "family", "eu_category", "parties", "verdict_to", "trust", "matching",
-             "description")
+             "description", "leakage")
 
 
 def register(cls: type[Scheme]) -> type[Scheme]:
@@ -236,6 +259,9 @@ def register(cls: type[Scheme]) -> type[Scheme]:
         raise TypeError(f"scheme {cls.name}: matching {cls.matching!r} not in {MATCHING}")
     if not set(cls.parties) <= set(PARTIES) or DEVICE not in cls.parties:
         raise TypeError(f"scheme {cls.name}: parties {cls.parties} must include the device and be among {PARTIES}")
+    for party, qs in cls.leakage.items():
+        if party not in PARTIES + ("observer",) or not set(qs) <= set(LEAKS):
+            raise TypeError(f"scheme {cls.name}: leakage {party!r}: {qs} must name a party and quantities in {LEAKS}")
     names = [p.name for p in cls.params]
     if len(set(names)) != len(names):
         raise TypeError(f"scheme {cls.name}: duplicate parameter names")

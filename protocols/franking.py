@@ -95,6 +95,13 @@ class UserReportFranking(Scheme):
     eu_category = "baseline"
     parties = (DEVICE, PROVIDER, RECIPIENT)
     verdict_to = "provider, on a recipient's report"
+    leakage = {PROVIDER: ("image",), RECIPIENT: ("verdict",), "observer": ("verdict",)}
+    leakage_text = {PROVIDER: "each message a recipient reports (its image, hash and verdict); nothing of "
+                              "unreported messages",
+                    RECIPIENT: "its own report decision only (the person judges; the acknowledgement is "
+                               "constant)",
+                    "observer": "that a report was sent (an extra flight), which correlates with the match bit "
+                                "at the assumed report rate"}
     trust = ("recipients (detection happens only if they report); the provider learns reported "
              "messages only, and cannot forge what a sender committed to")
     matching = "fuzzy"

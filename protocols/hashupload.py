@@ -51,6 +51,8 @@ class _ProviderMatchBase(Scheme):
     eu_category = "device"
     parties = (DEVICE, PROVIDER, RECIPIENT)
     verdict_to = "provider"
+    leakage = {PROVIDER: ("hash",)}
+    leakage_text = {PROVIDER: "every image's hash (partial-hash: the DCT values before the median)"}
     matching = "fuzzy"
     magic: bytes
 
@@ -108,6 +110,7 @@ class HashUpload(_ProviderMatchBase):
         if not payload:  # text-only message (or a stripped payload: the provider cannot tell)
             return
         raw = open_sealed(state["keys"], payload, info=HASH_INFO, ad=ctx.binding())
+        ctx.opened(PROVIDER, "sealed hash", raw)
         if len(raw) != self.hasher.nbytes:
             raise MalformedMessage(f"sealed hash is {len(raw)} bytes, expected {self.hasher.nbytes}")
         self._not_replayed(state, ctx)
@@ -152,6 +155,7 @@ class PartialHash(_ProviderMatchBase):
         if not payload:  # text-only message (or a stripped payload: the provider cannot tell)
             return
         raw = open_sealed(state["keys"], payload, info=PARTIAL_INFO, ad=ctx.binding())
+        ctx.opened(PROVIDER, "sealed intermediate", raw)
         f = self.decode_features(raw)
         self._not_replayed(state, ctx)
         ctx.learn(PROVIDER, "intermediate", raw)

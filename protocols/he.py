@@ -73,6 +73,10 @@ class _HeBase(Scheme):
     family = "he"
     eu_category = "encryption"
     verdict_to = "key holder (device or third party), then the provider"
+    leakage = {DEVICE: ("verdict",), THIRD_PARTY: ("verdict", "count"), PROVIDER: ("verdict",)}
+    leakage_text = {DEVICE: "the verdict (device key placement)",
+                    THIRD_PARTY: "verdict and number of list entries within threshold (third-party key)",
+                    PROVIDER: "the verdict per image message"}
     quick_sample = 6
     MAGIC = b"HE??"
 
@@ -212,6 +216,7 @@ class _HeBase(Scheme):
             got = ctx.send(PROVIDER, THIRD_PARTY, "he result", result)
             with ctx.role(THIRD_PARTY):
                 m, count = self.decrypt(state["holder"], got)
+                ctx.opened(THIRD_PARTY, "he result", bytes([m]) + int(count).to_bytes(4, "big"))
                 ctx.verdict(THIRD_PARTY, m)
                 ctx.learn(THIRD_PARTY, "match_count", count)
                 back = ctx.send(THIRD_PARTY, PROVIDER, "he verdict",
@@ -237,6 +242,7 @@ class _HeBase(Scheme):
         if label != "he result" or state.get("holder") is None:
             raise MalformedMessage(f"{self.name}: {ctx.account} holds no key for this result")
         m, count = self.decrypt(state["holder"], request)
+        ctx.opened(DEVICE, "he result", bytes([m]) + int(count).to_bytes(4, "big"))
         ctx.verdict(DEVICE, m)
         ctx.learn(DEVICE, "match_count", count)
         report = json.dumps({"message": ctx.message_id, "account": ctx.account, "match": m},

@@ -28,7 +28,12 @@ non-zero otherwise, so both learn the verdict and the number of entries within t
 permutation seed is known to both servers, so it hides nothing from them: each can also tell
 *which* entries are within tau (recorded in the provider's report). Colluding, they
 reconstruct x. Semi-honest security: a server that deviates can change the verdict; the
-dealer must not collude with either server.
+dealer must not collude with either server. A deviating provider learns more than the verdict:
+its factors ``(d - i)`` are its own local shares, so it may replace the test points 0..tau by
+any tau + 1 points it chooses (e.g. tau+1..2 tau+1) and learn, per list entry, whether the
+distance lies in that set (near misses), undetectably for the second server, which sees the
+same number of factors; over repeated sends of an image it can walk the set. This is not yet
+measured as an attack (docs/leakage.md).
 
 The second server's share reaches it through the channel (``ctx.send``); because the
 simulation runs the second server inside ``provider_receive``, the delivered bytes are kept
@@ -82,6 +87,11 @@ class TwoServerMPC(Scheme):
     eu_category = "server"
     parties = (DEVICE, PROVIDER, SECOND_SERVER, DEALER, RECIPIENT)
     verdict_to = "provider and second server jointly"
+    leakage = {PROVIDER: ("verdict", "count"), SECOND_SERVER: ("verdict", "count")}
+    leakage_text = {PROVIDER: "verdict and which list entries lie within tau (semi-honest); a deviating "
+                              "server learns more (see the near-miss probe)",
+                    SECOND_SERVER: "verdict and which list entries lie within tau",
+                    THIRD_PARTY: "nothing (the dealer sees no image data)"}
     trust = "provider and second server do not collude (nor with the dealer); semi-honest servers"
     matching = "fuzzy"
     description = "Additive shares of the hash bits to two servers; Beaver-triple product tree for the threshold test"
@@ -166,12 +176,16 @@ class TwoServerMPC(Scheme):
         if (ctx.account, ctx.message_id) in state["seen"]:
             from e2eebench.protocols.errors import ReplayError
             raise ReplayError("share for this message was already processed")
-        a = _decode(open_sealed(state["prov"], payload, info=SHARE_INFO, ad=ad), n_bits, "share")
+        raw_a = open_sealed(state["prov"], payload, info=SHARE_INFO, ad=ad)
+        ctx.opened(PROVIDER, "share", raw_a)
+        a = _decode(raw_a, n_bits, "share")
         second_blob = ctx.extra.get("inbox:second-server")
         if second_blob is None:
             raise MalformedMessage("the second server received no share for this message")
         with ctx.role(SECOND_SERVER):
-            c = _decode(open_sealed(state["second"], second_blob, info=SHARE_INFO, ad=ad), n_bits, "share")
+            raw_c = open_sealed(state["second"], second_blob, info=SHARE_INFO, ad=ad)
+            ctx.opened(SECOND_SERVER, "share", raw_c)
+            c = _decode(raw_c, n_bits, "share")
             d2 = self._distance_share(state["bits"], c, first=False)
         state["seen"].add((ctx.account, ctx.message_id))
         d1 = self._distance_share(state["bits"], a, first=True)

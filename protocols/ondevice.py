@@ -6,8 +6,9 @@ same list as everyone else). The device hashes each image before encryption and 
 the list at the hasher's threshold. On a match, depending on ``action``:
 
 - ``report`` (default): the device seals a report (matched list entry, distance, message
-  id) to the provider's key and attaches it as the detection payload; otherwise the
-  payload is empty, so the provider learns nothing about non-matching images.
+  id) to the provider's key and attaches it as the detection payload; on no match it
+  attaches a sealed cover of the same size (:mod:`padded_report`), so neither the recipient
+  nor a network observer can read the verdict from the payload; the provider learns it.
 - ``block``: the device refuses to send; nothing reaches the provider ("upload prevention").
 - ``warn``: the user is told and the message goes out without a report.
 
@@ -27,11 +28,12 @@ from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageCont
 from e2eebench.protocols.crypto import KeyPair
 from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage, ReplayError
 from e2eebench.protocols.framework import ACTION_PARAM, Param, Prepared, Scheme, register
-from e2eebench.protocols.sealed_report import open_report, seal_report
+from e2eebench.protocols.padded_report import open_fixed, seal_fixed
 from e2eebench.server.database import KnownHashDatabase, merkle_root, published_root
 from e2eebench.server.index import closest_within, get_index
 
 REPORT_INFO = b"e2eebench on-device report v1"
+REPORT_SIZE = 256  # plaintext bytes under the AEAD of every detection payload, report or cover
 
 
 class _OnDeviceBase(Scheme):
@@ -40,6 +42,10 @@ class _OnDeviceBase(Scheme):
     family = "on-device"
     eu_category = "device"
     parties = (DEVICE, PROVIDER, RECIPIENT)
+    leakage = {DEVICE: ("verdict", "list"), PROVIDER: ("verdict",)}
+    leakage_text = {DEVICE: "the verdict per image and the list (offline membership oracle)",
+                    PROVIDER: "the verdict per image message (action report); nothing else",
+                    RECIPIENT: "nothing (one payload size whatever the verdict)"}
 
     @property
     def detector(self) -> str:
@@ -51,20 +57,22 @@ class _OnDeviceBase(Scheme):
     def _act(self, state: dict, match: bool, report: dict, ctx: MessageContext) -> Prepared:
         ctx.verdict(DEVICE, match)
         action = self.p["action"]
-        if not match:
-            return Prepared(b"")
+        if not match:  # a cover of the report's size: the verdict is not in the payload's length
+            return Prepared(seal_fixed(state["report_key"], None, ctx, REPORT_INFO, REPORT_SIZE)
+                            if action == "report" else b"")
         if action == "block":
             return Prepared(b"", send=False, notice="blocked: matches the known list")
         if action == "warn":
             return Prepared(b"", notice="warning: matches the known list")
-        return Prepared(seal_report(state["report_key"], report, ctx, REPORT_INFO))
+        return Prepared(seal_fixed(state["report_key"], report, ctx, REPORT_INFO, REPORT_SIZE))
 
     def _open_report(self, state: dict, payload: bytes, ctx: MessageContext) -> None:
-        """Open a report once per (account, message): a second one is a replay."""
+        """Open the fixed-size payload once per (account, message): a second one is a replay."""
         key, seen = (ctx.account, ctx.message_id), state.setdefault("seen", set())
         if payload and key in seen:
-            raise ReplayError(f"{self.name}: a report for this message was already received")
-        if open_report(state["keys"], payload, ctx, REPORT_INFO) is not None:
+            raise ReplayError(f"{self.name}: a payload for this message was already received")
+        open_fixed(state["keys"], payload, ctx, REPORT_INFO, REPORT_SIZE)
+        if payload:
             seen.add(key)
 
 

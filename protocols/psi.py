@@ -348,6 +348,7 @@ class PsiAd(_PsiBase):
 
     name = "psi-ad"
     verdict_to = "provider"
+    leakage = {PROVIDER: ("verdict",)}
     trust = "provider's list (not verifiable by the device beyond its root digest); device software"
     matching = "exact"
     description = ("Server-learns PSI with associated data (ristretto255 via libsodium): blinded "
@@ -412,6 +413,8 @@ class TPsiAd(_PsiBase):
 
     name = "tpsi-ad"
     verdict_to = "provider, after t distinct matches"
+    leakage = {PROVIDER: ("verdict",)}
+    leakage_text = {PROVIDER: "verdicts once an account reaches t distinct matches; nothing below t"}
     trust = ("provider's list; device software (it draws the synthetic vouchers and keeps the PRF key); the "
              "threshold t is a promise kept by the device's sharing")
     matching = "exact"
@@ -594,12 +597,16 @@ class PsiAdLsh(_PsiBase):
 
     name = "psi-ad-lsh"
     verdict_to = "provider (also which chunks matched, for near misses)"
+    leakage = {PROVIDER: ("verdict", "chunks")}
+    leakage_text = {PROVIDER: "the verdict and which chunk positions equal a list value (also for near "
+                              "misses and benign images whose chunks collide with the list)"}
     trust = "provider's list; device software"
     matching = "chunked"
     description = ("psi-ad over hash chunks (multi-index): one chunk voucher per chunk, each carrying a "
                    "share of a per-image key; the report opens at min_chunks chunk matches")
     params = TABLE_PARAMS + (
-        Param("chunk_bits", 16, "bits per chunk (the list holds one element per (chunk index, value))",
+        Param("chunk_bits", 32, "bits per chunk (the list holds one element per (chunk index, value)); 16-bit "
+              "chunks stop being private near 10^4 list entries (docs/leakage.md)",
               (8, 16, 32), int),
         Param("min_chunks", 2, "chunk matches that make a match (k of a k-of-n sharing of the report key)",
               None, int),
@@ -668,6 +675,7 @@ class PsiAdLsh(_PsiBase):
             if plain[SHARE_BYTES:] != ad:
                 raise AuthenticationFailed("opened chunk voucher was made for another account or message")
             matched.append(i)
+            ctx.opened(PROVIDER, f"chunk voucher {i}", plain)
             shares.append(Share.decode(plain[:SHARE_BYTES]))
         seen.commit()
         state["chunk_matches"] += len(matched)
@@ -680,6 +688,8 @@ class PsiAdLsh(_PsiBase):
             res2 = robust_reconstruct(shares, self.p["min_chunks"], check)
             if res2 is not None:
                 plain = _try_inner(inner_key(res2.secret, b"lsh-image"), ctx.message_id, ctx.account, inner)
+                if plain is not None:
+                    ctx.opened(PROVIDER, "derivative", plain)
         if plain is None:
             ctx.verdict(PROVIDER, False)
             return

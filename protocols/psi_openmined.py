@@ -6,9 +6,16 @@ number next to ours. Here the *device* learns membership (the opposite of psi-ad
 
 setup    the provider encrypts every list element with its P-256 key and ships the
          Golomb-compressed set (GCS) as the device bundle (with a report public key).
-message  the device sends one request (its hash blinded with its own key) to the provider,
-         the provider answers with the request re-encrypted under its key, the device
-         intersects with the GCS locally and, on a match, seals a report to the provider.
+message  the device draws a fresh P-256 client key, sends one request (its hash blinded
+         with that key) to the provider, the provider answers with the request re-encrypted
+         under its key, the device intersects with the GCS locally and attaches a sealed
+         payload of one fixed size: a report on a match, a cover otherwise (padded_report).
+
+A fresh client key per request matters: with one key per device the same image gives a
+byte-identical request, so the provider links every repeat of an image across a device's
+traffic (the linkability probe flags that variant, ``client_key="device"``, kept for the
+regression test). A payload attached only on a match would tell the recipient and any
+network observer the verdict by its presence.
 
 The request and the response cross the channel as bytes; the provider's half runs on the
 provider's clock. Membership is exact up to the GCS false-positive rate ``fpr``. Keys are
@@ -31,10 +38,11 @@ from e2eebench.protocols.crypto import KeyPair
 from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage, ReplayError
 from e2eebench.protocols.framework import Param, Prepared, Scheme, register
 from e2eebench.protocols.psi import visual_derivative
-from e2eebench.protocols.sealed_report import open_report, seal_report
+from e2eebench.protocols.padded_report import open_fixed, seal_fixed
 from e2eebench.server.database import KnownHashDatabase
 
 REPORT_INFO = b"e2eebench psi-client-learns report v1"
+REPORT_SIZE = 1024  # the report carries a 256-byte derivative as hex; covers are padded to the same
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
@@ -95,7 +103,16 @@ class PsiClientLearns(Scheme):
     matching = "exact"
     description = ("OpenMined ECDH PSI over P-256 (C++): GCS setup message on the device, one request/"
                    "response per image, the device learns membership and seals a report on a match")
-    params = (Param("fpr", 1e-6, "false-positive rate of the GCS setup message", None, float),)
+    params = (Param("fpr", 1e-6, "false-positive rate of the GCS setup message", None, float),
+              Param("client_key", "fresh", "client P-256 key: fresh per request, or one per device "
+                    "(the linkable variant, for the regression test)", ("fresh", "device"), str),
+              Param("payload", "fixed", "detection payload: one fixed size (report or cover), or only on "
+                    "a match (the verdict-revealing variant, for the regression test)",
+                    ("fixed", "on-match"), str))
+    leakage = {DEVICE: ("verdict",), PROVIDER: ("verdict",)}
+    leakage_text = {DEVICE: "membership of each image it sends (online: one provider round per test)",
+                    PROVIDER: "the verdict per image message (the device reports it); nothing else",
+                    RECIPIENT: "nothing (one payload size whatever the verdict)"}
 
     def __init__(self, hasher, threshold=None, **params):
         super().__init__(hasher, threshold, **params)
@@ -128,9 +145,10 @@ class PsiClientLearns(Scheme):
     def provider_receive(self, state: Any, payload: bytes, ctx: MessageContext, body: Any = None) -> None:
         key, seen = (ctx.account, ctx.message_id), state.setdefault("seen", set())
         if payload and key in seen:
-            raise ReplayError(f"{self.name}: a report for this message was already received")
-        if open_report(state["keys"], payload, ctx, REPORT_INFO) is not None:
-            seen.add(key)  # once per (account, message): a second report is a replay
+            raise ReplayError(f"{self.name}: a payload for this message was already received")
+        open_fixed(state["keys"], payload, ctx, REPORT_INFO, REPORT_SIZE)
+        if payload:
+            seen.add(key)  # once per (account, message): a second payload is a replay
 
     # -- device -----------------------------------------------------------------------------
     def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:
@@ -148,6 +166,8 @@ class PsiClientLearns(Scheme):
 
     def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
         x = self.hasher.hash(image).tobytes()
+        if self.p["client_key"] == "fresh":
+            state["client"] = _psi().client.CreateFromKey(p256_key(ctx.rng), False)
         request = state["client"].CreateRequest([x]).SerializeToString()
         down = ctx.call(DEVICE, PROVIDER, "psi-request", request)
         resp = parse_proto("Response", down, "PSI response")
@@ -156,7 +176,7 @@ class PsiClientLearns(Scheme):
         except RuntimeError as e:
             raise MalformedMessage(f"PSI response rejected by the client ({e})") from None
         ctx.verdict(DEVICE, match)
-        if not match:
+        report = {"derivative": visual_derivative(image).hex()} if match else None
+        if report is None and self.p["payload"] == "on-match":
             return Prepared(b"")
-        return Prepared(seal_report(state["report_key"], {"derivative": visual_derivative(image).hex()},
-                                    ctx, REPORT_INFO))
+        return Prepared(seal_fixed(state["report_key"], report, ctx, REPORT_INFO, REPORT_SIZE))

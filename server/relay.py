@@ -90,6 +90,7 @@ class Relay:
                 d = self.mailbox.open(data)
                 self._refresh_own_prekeys(ctx)
                 recipient, body = self._recipient(d.body)
+                ctx.opened(PROVIDER, "transport body", body)
                 decoded = MessageBody.decode(body)
                 self.scheme.provider_receive(self.state, d.payload, ctx, body=decoded)
                 session = self.mailbox.session_to(recipient, mode=MODE_TRANSPORT,

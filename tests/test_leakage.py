@@ -67,16 +67,20 @@ def small_data():
 
 
 def test_probes_read_the_provider_view(small_data):
-    from e2eebench.evaluation.leakage.probes import db_exposure, linkability, membership_oracle
+    from e2eebench.evaluation.leakage.adversary import adversary_probes
+    from e2eebench.evaluation.leakage.probes import db_exposure, membership_oracle
     hu = run_scheme("hash-upload", small_data)
     bl = run_scheme("on-device-bloom", small_data)
     ol = run_scheme("on-device-list", small_data)
 
     by = lambda ms: {m.metric: m for m in ms}  # noqa: E731
-    link = by(linkability(hu, small_data))
-    assert link["linkability"].n > 0 and link["linkability"].value is not None
-    assert link["linkability"].value > link["linkability_baseline"].value
-    assert by(linkability(bl, small_data))["linkability"].value is None
+
+    def link(run):
+        return next(m for m in adversary_probes(run, small_data) if m.metric == "linkability_advantage"
+                    and m.params["party"] == "provider" and m.params["pairs"] == "any")
+    lh, lb = link(hu), link(bl)
+    assert lh.n > 0 and lh.ci_low > 0          # the provider holds every hash: repeats link
+    assert lb.n == lh.n and lb.value == 0.0    # a fixed-size sealed cover links nothing
 
     assert by(membership_oracle(hu, small_data))["membership_oracle"].value == 0.0
     orc = by(membership_oracle(bl, small_data))["membership_oracle"]

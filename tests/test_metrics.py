@@ -30,12 +30,15 @@ def test_sampled_run_leakage_counts_only_messages_run(small_data, monkeypatch):
     # the provider sees every image it relays in the clear: all of them, and only those, are hits
     assert scan["images"] == len(benign_run) and scan["image_hits"] == len(benign_run)
 
-    ms = {m.metric: m for m in leakage_measurements(run, small_data, {})}
-    bits = ms["provider_learns_per_benign_bits"]
-    assert bits.n == len(benign_run)
+    from e2eebench.evaluation.leakage.probes import leakage_probes
+    ms = {m.metric: m for m in leakage_probes(run, small_data)}
+    bits = ms["provider_learns_per_benign_bits"]  # an estimate from the probes, per distinct image
+    ids = {o.message_id for o in benign_run}
+    assert bits.n == len({m.item_id for m in small_data.workload.image_messages if m.id in ids})
     # independent figure: the provider learns at least the PNG it relays for every benign message
     min_bits = min(8 * len(small_data.png[o.message_id]) for o in benign_run)
     assert bits.value >= min_bits
+    assert "provider_learns_per_benign_bits" not in {m.metric for m in leakage_measurements(run, small_data, {})}
 
 
 def test_modelled_scheme_keeps_declared_labels(small_data):

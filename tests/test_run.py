@@ -58,7 +58,7 @@ def test_json_gives_the_stored_numbers(quick_db, capsys):
     assert len({metric for _, metric, _, _ in listed}) > len(SUMMARY_METRICS) + 10
     for row in out["schemes"]:
         for metric, cell in row.items():
-            if metric in ("scheme", "measurements", "list_size", "synthetic_padding"):
+            if metric in ("scheme", "measurements", "leakage", "list_size", "synthetic_padding"):
                 continue
             if metric.endswith(("_by_party", "_by_leg")):  # one stored row per party / leg
                 name, key = metric.rsplit("_by_", 1)
@@ -72,6 +72,19 @@ def test_json_gives_the_stored_numbers(quick_db, capsys):
             else:
                 assert cell["value"] == pytest.approx(float(r["value"]), rel=1e-12)
             assert cell["n"] == int(r["n"])
+        # per party: the probe figures (measured, with n and interval) and the declarations
+        leak = row["leakage"]
+        assert {"provider", "recipient", "observer:device-provider"} <= set(leak)
+        for party, figures in leak.items():
+            for key, cell in figures.items():
+                metric = key.split(":")[0].split("@")[0]
+                rows = df[(df.scheme == row["scheme"]) & (df.metric == metric)
+                          & df.params.map(lambda p: json.loads(p).get("party") == party)]
+                assert len(rows) >= 1 and cell["label"] in set(rows["label"])
+                assert cell["label"] == ("declared" if metric.startswith("declared_") else cell["label"])
+        v = leak["recipient"]["verdict_inference_advantage"]
+        assert v["label"] == "measured" and v["n"] > 0 and v["ci_low"] <= 0 <= v["ci_high"]
+        assert leak["provider"]["declared_verdict"]["label"] == "declared"
 
 
 def test_deterministic_by_seed(quick_db, tmp_path):

@@ -1,7 +1,7 @@
 """Leakage probes for every scheme: list exposure, membership oracle, linkability, inversion.
 
-Each probe reads what a party actually received or learned in the run (the ledger and the
-channel), never the scheme's description:
+Each probe reads what a party actually received in the run (its raw view: bytes received and
+plaintexts opened with its own keys), never the scheme's description nor its ledger:
 
 - ``db_exposure_bits``: what the device bundle reveals of the list. A scheme declares it with
   a ``device_db_exposure(db) -> (bits, text)`` method (information-theoretic, labelled
@@ -10,11 +10,13 @@ channel), never the scheme's description:
 - ``membership_oracle``: offline tests per second a device can run against the list: the
   device learned a verdict for an image while receiving no bytes for that message. An online
   oracle (a provider round trip per test) or none at all scores 0, with text saying which.
-- ``linkability``: over the benign images the workload sends more than once, the rate at which
-  the provider links two sends of the same image from the hashes in its view (Hamming distance
-  <= the scheme's threshold), next to the rate for pairs of different images (the baseline).
+- the attacks on every party's raw view (linkability, verdict inference, hash and chunk bits,
+  declarations): :mod:`adversary`.
+- ``provider_learns_per_benign_bits``: an estimate from those probes, per distinct benign image:
+  8 x the image's encoded bytes when the image itself is in the provider's view, else the hash
+  bits it recovers (BSC-capacity estimator) plus the chunk bits it learns (chunked PSI).
 - ``inversion_ssim`` / ``inversion_psnr``: the ridge inversion of ``evaluation/leakage/inversion.py`` on
-  the hashes or intermediates the provider holds, scored on the benign images actually sent,
+  the hashes or intermediates the provider's raw view yields, scored on the benign images actually sent,
   against the mean-image baseline (``inversion_*_baseline``).
 Schemes whose provider view holds no hash or intermediate get None with that text: nothing is
 invented.
@@ -22,16 +24,15 @@ invented.
 from __future__ import annotations
 
 from collections import defaultdict
-from itertools import combinations
 
 import numpy as np
 
-from e2eebench.clientside.hashing import hamming_matrix
 from e2eebench.protocols.channel import DEVICE, PROVIDER
-from e2eebench.protocols.errors import ProtocolError
 from e2eebench.evaluation.leakage import inversion as inv
+from e2eebench.evaluation.leakage.adversary import adversary_probes, recover
+from e2eebench.evaluation.leakage.views import party_views
 from e2eebench.evaluation.run.runner import RunData, SchemeRun
-from e2eebench.evaluation.run.stats import mean_ci, wilson
+from e2eebench.evaluation.run.stats import mean_ci
 from e2eebench.evaluation.run.store import Measurement
 
 NO_HASH = "no hash in provider view"
@@ -41,51 +42,28 @@ def _params(run: SchemeRun, data: RunData) -> dict:
     return run.scheme.describe_params() | {"corpus": data.config.corpus, "profile": data.config.profile}
 
 
-def _as_hash(value, nbytes: int) -> np.ndarray | None:
-    """A learned hash in any of the forms schemes record (raw bytes, hex, uint8 array)."""
-    if isinstance(value, (bytes, bytearray)) and len(value) == nbytes:
-        return np.frombuffer(bytes(value), np.uint8).copy()
-    if isinstance(value, str) and len(value) == 2 * nbytes:
-        try:
-            return np.frombuffer(bytes.fromhex(value), np.uint8).copy()
-        except ValueError:
-            return None
-    if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.size == nbytes:
-        return value.reshape(-1).copy()
-    return None
-
-
-def _as_features(value, bits: int) -> np.ndarray | None:
-    """A learned intermediate: raw little-endian float16/32/64 bytes or a float array."""
-    if isinstance(value, (bytes, bytearray)):
-        for dt in ("<f2", "<f4", "<f8"):
-            if len(value) == bits * np.dtype(dt).itemsize:
-                f = np.frombuffer(bytes(value), dt).astype(np.float64)
-                return f if np.isfinite(f).all() else None
-        return None
-    if isinstance(value, np.ndarray) and value.size == bits and value.dtype.kind == "f":
-        return value.astype(np.float64).reshape(-1)
-    return None
-
-
 def provider_view(run: SchemeRun, data: RunData) -> dict[str, dict[str, object]]:
-    """Benign message id -> {"hash": packed, "intermediate": floats, "image": bytes} as learned."""
-    benign = {m.id for m in data.workload.image_messages if not m.known}
-    nb, bits = data.hasher.nbytes, data.hasher.bits
+    """Benign message id -> {"hash": packed, "intermediate": floats, "image": bytes} as found in the
+    provider's raw view (the image's encoding, a real-valued intermediate, or the hash verbatim)."""
+    views = party_views(run, data).get(PROVIDER, {})
+    bits = data.hasher.bits
     out: dict[str, dict[str, object]] = defaultdict(dict)
-    for x in run.ledger.learned_by(PROVIDER):
-        if x.message_id not in benign:
+    for m in data.workload.image_messages:
+        v = views.get(m.id)
+        if m.known or v is None:
             continue
-        if x.kind == "hash":
-            h = _as_hash(x.value, nb)
-            if h is not None:
-                out[x.message_id]["hash"] = h
-        elif x.kind == "intermediate":
-            f = _as_features(x.value, bits)
-            if f is not None:
-                out[x.message_id]["intermediate"] = f
-        elif x.kind == "image" and isinstance(x.value, (bytes, bytearray)):
-            out[x.message_id]["image"] = bytes(x.value)
+        chunks = v.chunks()
+        png, h = data.png[m.id], data.image_hash(m.id)
+        if any(png in c for c in chunks):
+            out[m.id]["image"] = png
+            continue
+        got, rec, f = recover(v, h)
+        if f is not None:
+            out[m.id]["intermediate"] = f
+        elif rec is not None and got >= bits:
+            out[m.id]["hash"] = h
+        if not out[m.id]:
+            del out[m.id]
     return dict(out)
 
 
@@ -171,62 +149,32 @@ def membership_oracle(run: SchemeRun, data: RunData) -> list[Measurement]:
                              f"contact ({len(offline)}/{len(told)} verdicts; rate = 1 / mean device CPU per image)")]
 
 
-# -- linkability -----------------------------------------------------------------------------
-def _same_and_diff_pairs(ids: list[str], items: list[str]) -> tuple[list[tuple[int, int]], int]:
-    same = [(i, j) for i, j in combinations(range(len(ids)), 2) if items[i] == items[j]]
-    return same, len(ids) * (len(ids) - 1) // 2 - len(same)
-
-
-def _payloads(run: SchemeRun, mids: set[str]) -> dict[str, bytes]:
-    from e2eebench.protocols.messaging import parse_envelope
-    out = {}
-    for t, data in run.ledger.received.get(PROVIDER, []):
-        if t.message_id in mids and t.label == "envelope" and data:
-            try:
-                out[t.message_id] = parse_envelope(data).payload
-            except ProtocolError:
-                continue
-    return out
-
-
-def linkability(run: SchemeRun, data: RunData) -> list[Measurement]:
-    p = _params(run, data) | {"threshold": run.scheme.threshold}
-    msgs = [m for m in data.workload.image_messages if not m.known]
+# -- provider_learns_per_benign_bits --------------------------------------------------------
+def provider_bits(run: SchemeRun, data: RunData, probes: list[Measurement]) -> list[Measurement]:
+    p = _params(run, data) | {"party": PROVIDER}
     view = provider_view(run, data)
-    hashes = {}
-    for mid, v in view.items():
-        if "hash" in v:
-            hashes[mid] = v["hash"]
-        elif "intermediate" in v:
-            f = v["intermediate"]
-            hashes[mid] = np.packbits((f > np.median(f)).astype(np.uint8))
-        elif "image" in v:
-            hashes[mid] = data.image_hash(mid)
-    seen = [m for m in msgs if m.id in hashes]
-    if not seen:
-        sent_ids = {o.message_id for o in run.outcomes if o.sent}
-        sent = [m for m in msgs if m.id in sent_ids]
-        ids, items = [m.id for m in sent], [m.item_id for m in sent]
-        same, _ = _same_and_diff_pairs(ids, items)
-        pl = _payloads(run, set(ids))
-        k = sum(1 for i, j in same if pl.get(ids[i]) and pl.get(ids[i]) == pl.get(ids[j]))
-        return [Measurement(run.name, "linkability", None, "rate", len(same), params=p,
-                            text=f"{NO_HASH}; identical non-empty payloads on {k}/{len(same)} same-image pairs")]
-    ids, items = [m.id for m in seen], [m.item_id for m in seen]
-    d = hamming_matrix(np.stack([hashes[i] for i in ids]), np.stack([hashes[i] for i in ids]))
-    linked = d <= run.scheme.threshold
-    iu = np.triu_indices(len(ids), 1)
-    same_mask = np.array([items[i] == items[j] for i, j in zip(*iu)], bool)
-    lk = linked[iu]
-    k_s, n_s = int(lk[same_mask].sum()), int(same_mask.sum())
-    k_d, n_d = int(lk[~same_mask].sum()), int((~same_mask).sum())
-    e, b = wilson(k_s, n_s), wilson(k_d, n_d)
-    out = [Measurement(run.name, "linkability", e.value if n_s else None, "rate", n_s, e.ci_low, e.ci_high, p,
-                       text=f"same-image pairs linked {k_s}/{n_s}; different-image pairs linked {k_d}/{n_d} "
-                            f"(baseline); rule: hash distance <= {run.scheme.threshold}")]
-    out.append(Measurement(run.name, "linkability_baseline", b.value if n_d else None, "rate", n_d,
-                           b.ci_low, b.ci_high, p, text="different-image pairs the same rule links"))
-    return out
+    pv = party_views(run, data).get(PROVIDER, {})
+    firsts: dict[str, str] = {}
+    ran = {o.message_id for o in run.outcomes if o.has_image and o.sent}
+    for m in data.workload.image_messages:
+        if not m.known and m.id in ran:
+            firsts.setdefault(m.item_id, m.id)
+    chunk = next((m for m in probes if m.metric == "chunk_bits_revealed" and m.label == "measured"), None)
+    vals = []
+    for mid in firsts.values():
+        if "image" in view.get(mid, {}):
+            vals.append(8.0 * len(data.png[mid]))
+        else:
+            from e2eebench.evaluation.leakage.adversary import recover_hash
+            from e2eebench.evaluation.leakage.views import MessageView
+            vals.append(recover_hash(pv.get(mid, MessageView()), data.image_hash(mid), data.png[mid])[0])
+    e = mean_ci(vals)
+    extra = chunk.value if chunk is not None and chunk.value else 0.0
+    return [Measurement(run.name, "provider_learns_per_benign_bits", e.value + extra if e.n else None, "bits", e.n,
+                        None if e.ci_low is None else e.ci_low + extra, None if e.ci_high is None else e.ci_high + extra,
+                        p, text="estimate from the probes, per distinct benign image: 8 x encoded image bytes when "
+                                "the image is in the provider's raw view, else hash bits recovered (bits x "
+                                "(1 - H2(BER))), plus chunk bits revealed (chunked PSI)")]
 
 
 # -- inversion -------------------------------------------------------------------------------
@@ -284,4 +232,6 @@ def inversion(run: SchemeRun, data: RunData) -> list[Measurement]:
 
 
 def leakage_probes(run: SchemeRun, data: RunData) -> list[Measurement]:
-    return db_exposure(run, data) + membership_oracle(run, data) + linkability(run, data) + inversion(run, data)
+    adv = adversary_probes(run, data)
+    return (db_exposure(run, data) + membership_oracle(run, data) + adv + provider_bits(run, data, adv)
+            + inversion(run, data))

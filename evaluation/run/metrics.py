@@ -7,7 +7,6 @@ stage never imports a stage above it.
 """
 from __future__ import annotations
 
-import json
 from typing import Callable, Sequence
 
 import numpy as np
@@ -111,66 +110,68 @@ def cost_measurements(run: SchemeRun, params: dict) -> list[Measurement]:
     return out
 
 
-def _as_bytes(v) -> bytes:
-    if isinstance(v, (bytes, bytearray)):
-        return bytes(v)
-    return json.dumps(v, default=str, sort_keys=True).encode()
-
-
 def _run_ids(run: SchemeRun) -> set[str]:
     """Ids of the image messages this scheme actually ran (a sampled run runs only some)."""
     return {o.message_id for o in run.outcomes if o.has_image}
 
 
+def provider_raw_view(run: SchemeRun):
+    """The provider's raw view: every byte it received, and every plaintext it opened with its
+    own keys (recorded as bytes where it decrypted). Never the ledger's ``learned`` entries."""
+    for _, data in run.ledger.received.get(PROVIDER, []):
+        yield data
+    for _, _, data in run.ledger.opened.get(PROVIDER, []):
+        yield data
+
+
 def canary_scan(run: SchemeRun, data: RunData) -> dict[str, int]:
-    """Look for benign image bytes and benign hashes (raw and hex) in the provider's whole view,
-    over the benign image messages this scheme ran (n counts only those)."""
-    view = b"".join(run.ledger.received_bytes(PROVIDER))
-    learned = b"".join(_as_bytes(x.value) for x in run.ledger.learned_by(PROVIDER))
-    hay = view + b"\x00" + learned
+    """Look for benign image bytes and benign hashes (raw and hex) in the provider's raw view, over
+    the benign image messages this scheme ran (n counts only those). One pass of an Aho-Corasick
+    automaton (pyahocorasick) over the view: time linear in the view plus the needles."""
+    import ahocorasick
+
     ran = _run_ids(run)
     benign_msgs = [m for m in data.workload.image_messages if not m.known and m.id in ran]
-    img_hits = hash_hits = 0
-    checked = set()
+    auto = ahocorasick.Automaton()
+    needles: dict[str, set] = {}
+    hashes = set()
     for m in benign_msgs:
         png = data.png[m.id]
         needle = png[len(png) // 2: len(png) // 2 + 48]
-        if needle and needle in hay:
-            img_hits += 1
+        if needle:
+            needles.setdefault(needle.decode("latin-1"), set()).add(("image", m.id))
         h = data.image_hash(m.id).tobytes()
-        if h in checked:
-            continue
-        checked.add(h)
-        if h in hay or h.hex().encode() in hay:
-            hash_hits += 1
-    return {"images": len(benign_msgs), "image_hits": img_hits, "hashes": len(checked), "hash_hits": hash_hits}
+        hashes.add(h)
+        for form in (h, h.hex().encode()):
+            needles.setdefault(form.decode("latin-1"), set()).add(("hash", h))
+    for key, tags in needles.items():
+        auto.add_word(key, tags)
+    found_img, found_hash = set(), set()
+    if needles:
+        auto.make_automaton()
+        for chunk in provider_raw_view(run):
+            for _, tags in auto.iter(chunk.decode("latin-1")):
+                for kind, ref in tags:
+                    (found_img if kind == "image" else found_hash).add(ref)
+    return {"images": len(benign_msgs), "image_hits": len(found_img), "hashes": len(hashes),
+            "hash_hits": len(found_hash)}
 
 
 def leakage_measurements(run: SchemeRun, data: RunData, params: dict) -> list[Measurement]:
+    """The raw-byte canary scan (measured) and, beside it, the ledger's kinds (declared, never
+    merged into a measured figure). The probes of the leakage stage add the rest."""
     s = run.name
     scan = canary_scan(run, data)
-    learned = run.ledger.learned_by(PROVIDER)
-    declared_hash = any(x.kind in ("hash", "image") for x in learned)
-    visible = declared_hash or scan["hash_hits"] > 0
-    ran = _run_ids(run)
-    benign_ids = {m.id for m in data.workload.image_messages if not m.known and m.id in ran}
-    bits = {mid: 0.0 for mid in benign_ids}
-    verdict_seen: set[str] = set()
-    for x in learned:
-        if x.message_id in bits:
-            if x.kind in ("image", "hash", "intermediate"):
-                bits[x.message_id] += 8 * len(_as_bytes(x.value))
-            elif x.kind == "verdict" and x.message_id not in verdict_seen:
-                verdict_seen.add(x.message_id)  # the match bit counts once, however often recorded
-                bits[x.message_id] += 1
+    kinds = sorted({x.kind for x in run.ledger.learned_by(PROVIDER)})
     return [
-        Measurement(s, "hash_visible_to_provider", float(visible), "bool", scan["hashes"], params=params,
-                    text=("declared" if declared_hash else "") + (" canary" if scan["hash_hits"] else "")),
+        Measurement(s, "hash_visible_to_provider", float(scan["hash_hits"] > 0 or scan["image_hits"] > 0), "bool",
+                    scan["hashes"], params=params, text="canary: a benign hash or image in the provider's raw view"),
         Measurement(s, "canary_benign_images_in_provider_view", float(scan["image_hits"]), "count",
                     scan["images"], params=params),
         Measurement(s, "canary_benign_hashes_in_provider_view", float(scan["hash_hits"]), "count",
                     scan["hashes"], params=params),
-        _mean(s, "provider_learns_per_benign_bits", bits.values(), "bits", params),
+        Measurement(s, "provider_ledger_kinds", float(len(kinds)), "count", 1, params=params,
+                    text=", ".join(kinds) or "nothing", label="declared"),
         Measurement(s, "verdict_to", None, "party", 1, params=params, text=run.scheme.verdict_to,
                     label="declared"),
     ]

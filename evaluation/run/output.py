@@ -154,6 +154,9 @@ def summary_json(df: pd.DataFrame, metrics: list[str] | None = None) -> list[dic
             if k in p:
                 r[k] = p[k]
         r["measurements"] = measurements_by_metric(df[df.scheme == scheme])
+        by_party = leakage_by_party(df[df["scheme"] == scheme])
+        if by_party:
+            r["leakage"] = by_party
         out.append(r)
     return out
 
@@ -161,6 +164,32 @@ def summary_json(df: pd.DataFrame, metrics: list[str] | None = None) -> list[dic
 def _cell_json(m: pd.Series) -> dict:
     return {"value": _num(m["value"]), "ci_low": _num(m["ci_low"]), "ci_high": _num(m["ci_high"]),
             "unit": m["unit"], "n": int(m["n"]), "label": m["label"]}
+
+
+def leakage_by_party(df: pd.DataFrame) -> dict[str, dict[str, dict]]:
+    """party -> metric -> figure, for every measurement that names a party (the leakage probes,
+    labelled measured, and the leakage function, labelled declared). A figure at a list size
+    other than the run's (a padded list) is keyed ``metric@list_size``; linkability over one
+    sender's own repeats ``linkability_advantage:same-sender``."""
+    out: dict[str, dict[str, dict]] = {}
+    sizes = []
+    rows = []
+    for _, m in df.iterrows():
+        p = json.loads(m["params"]) if isinstance(m["params"], str) else (m["params"] or {})
+        if "party" in p:
+            rows.append((p, m))
+            if p.get("padding") is None and "list_size" in p:
+                sizes.append(p["list_size"])
+    base = min(sizes) if sizes else None
+    for p, m in rows:
+        key = m["metric"] + (f":{p['pairs']}" if p.get("pairs") not in (None, "any") else "")
+        key += "" if p.get("list_size") in (None, base) else f"@{p['list_size']}"
+        e = {"value": _num(m["value"]), "ci_low": _num(m["ci_low"]), "ci_high": _num(m["ci_high"]),
+             "unit": m["unit"], "n": int(m["n"]), "label": m["label"]}
+        if m.get("text") is not None and not (isinstance(m["text"], float)):
+            e["text"] = m["text"]
+        out.setdefault(str(p["party"]), {})[key] = e
+    return out
 
 
 def to_markdown(df: pd.DataFrame) -> str:
