@@ -81,6 +81,6 @@ def run(config: RunConfig, db: str = "e2eebench.duckdb",
         data = prepare(config, progress, threshold_source=calibrated_threshold)
         runs, ms = run_schemes(data, config.schemes, scheduler, progress, MEASUREMENTS)
     with ResultStore(db) as store:
-        run_id = store.write_run(ms, command=command, config=config.to_dict(), seed=config.seed)
+        run_id = store.write_run(ms, command=command, config=data.config.to_dict(), seed=config.seed)
         df = store.measurements(run_id)
-    return RunResult(run_id, config, data, runs, df)
+    return RunResult(run_id, data.config, data, runs, df)

@@ -65,7 +65,8 @@ def test_sampled_precision_says_its_base_rate_is_the_samples(small_data, monkeyp
     from e2eebench.evaluation.run.metrics import measure
     monkeypatch.setattr(scheme_class("server-side"), "quick_sample", 6)
     run = run_scheme("server-side", small_data)
-    prec = [m for m in measure(run, small_data) if m.metric == "precision"][0]
+    prec = [m for m in measure(run, small_data) if m.metric == "precision"
+            and m.params.get("slice") == "workload base rate"][0]
     im = [o for o in run.outcomes if o.has_image]
     assert prec.params["base_rate"] == round(sum(o.known for o in im) / len(im), 4)
     assert prec.value is not None and "sample's base rate" in prec.text

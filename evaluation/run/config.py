@@ -11,7 +11,7 @@ from e2eebench.protocols.errors import ConfigError, InputError
 from e2eebench.evaluation.run.runner import RunConfig
 from e2eebench.evaluation.data.workload import WorkloadConfig
 
-RUN_KEYS = {f.name for f in fields(RunConfig)} - {"workload", "scheme_params"}
+RUN_KEYS = {f.name for f in fields(RunConfig)} - {"workload", "scheme_params", "hard_negatives"}
 
 
 def builtin_config(name: str) -> Path:
@@ -34,8 +34,8 @@ def load_config(path: str | Path) -> RunConfig:
 
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> RunConfig:
     for k in raw:
-        if k not in ("run", "workload", "schemes"):
-            raise ConfigError(f"{where}: unknown section [{k}] (known: run, workload, schemes)")
+        if k not in ("run", "workload", "schemes", "hard_negatives"):
+            raise ConfigError(f"{where}: unknown section [{k}] (known: run, workload, hard_negatives, schemes)")
     run = dict(raw.get("run", {}))
     for k in run:
         if k not in RUN_KEYS:
@@ -55,7 +55,12 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> RunConfig:
         workload = WorkloadConfig.from_dict(wl)
     except TypeError as e:
         raise ConfigError(f"{where}: workload: {e}") from None
+    from e2eebench.evaluation.data.hard_negatives import HardNegativeConfig
+    try:
+        hard = HardNegativeConfig.from_dict(raw.get("hard_negatives", {}))
+    except TypeError as e:
+        raise ConfigError(f"{where}: hard_negatives: {e}") from None
     schemes = raw.get("schemes", {})
     if not isinstance(schemes, dict) or any(not isinstance(v, dict) for v in schemes.values()):
         raise ConfigError(f"{where}: [schemes.NAME] sections must hold parameter tables")
-    return RunConfig(**run, workload=workload, scheme_params=schemes)
+    return RunConfig(**run, workload=workload, scheme_params=schemes, hard_negatives=hard)

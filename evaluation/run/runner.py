@@ -24,6 +24,7 @@ from e2eebench.protocols.messaging import Identity
 from e2eebench.protocols.registry import scheme_class
 from e2eebench.server.database import KnownHashDatabase
 from e2eebench.server.relay import Relay
+from e2eebench.evaluation.data.hard_negatives import HardNegativeConfig
 from e2eebench.evaluation.data.workload import Message, Workload, WorkloadConfig, generate_workload
 
 SERVER_PARTIES = (PROVIDER, THIRD_PARTY, SECOND_SERVER)
@@ -49,6 +50,7 @@ class RunConfig:
     scheme_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     profile: str = "quick"
+    hard_negatives: HardNegativeConfig = field(default_factory=HardNegativeConfig)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -68,6 +70,7 @@ class RunData:
     images: dict[str, Image.Image]       # message id -> the image as sent
     png: dict[str, bytes]                # message id -> its encoded bytes
     threshold: int | None = None          # resolved before the run (see resolve_threshold)
+    notice: str | None = None             # what the run changed to fit its corpus (sized down)
     _hashes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def image_hash(self, message_id: str) -> np.ndarray:
@@ -95,6 +98,7 @@ class Outcome:
     rounds: int
     detection_bytes_up: int = 0     # what detection adds on the uplink: payload + extra transfers
     detection_bytes_down: int = 0   # what reaches the sending device because of detection
+    item_id: str | None = None      # the source image (repeats of one image share it)
 
 
 @dataclass
@@ -125,11 +129,22 @@ def prepare(config: RunConfig, progress: Callable[[str, int, int], None] | None 
     from e2eebench.evaluation.data.corpora import get_corpus, split_known_benign
     from e2eebench.evaluation.data.transforms import parse_transform
 
+    from dataclasses import replace
+    from e2eebench.evaluation.data.hard_negatives import hard_negative_items
     hasher = get_hasher(config.hasher)
     corpus = get_corpus(config.corpus, seed=config.seed, size=config.image_size)
-    need = config.n_known + config.n_benign
-    items = corpus.items(None if getattr(corpus, "finite", False) else need)
-    known, benign = split_known_benign(items, config.n_known, config.n_benign, config.seed)
+    n_hard = int(round(config.n_benign * config.hard_negatives.fraction))
+    n_known, n_plain = config.n_known, config.n_benign - n_hard
+    notice = None
+    if getattr(corpus, "finite", False):
+        items = corpus.items(None)
+        n_known, n_plain, n_hard, notice = fit_to_corpus(items, n_known, n_plain, n_hard, config)
+    else:
+        items = corpus.items(n_known + n_plain)
+    known, benign = split_known_benign(items, n_known, n_plain, config.seed)
+    benign = benign + hard_negative_items(n_hard, known, config.hard_negatives, config.seed, config.image_size)
+    if notice:
+        config = replace(config, n_known=n_known, n_benign=n_plain + n_hard)
     db = KnownHashDatabase.from_images(known, [hasher])
     wl = generate_workload([k.id for k in known], [b.id for b in benign], config.workload, config.seed)
     by_id = {it.id: it for it in known + benign}
@@ -144,7 +159,36 @@ def prepare(config: RunConfig, progress: Callable[[str, int, int], None] | None 
         if progress:
             progress("render", i + 1, len(im_msgs))
     threshold = resolve_threshold(config.threshold, hasher, config.seed, threshold_source)
-    return RunData(config, hasher, known, benign, db, wl, images, png, threshold=threshold)
+    return RunData(config, hasher, known, benign, db, wl, images, png, threshold=threshold, notice=notice)
+
+
+def fit_to_corpus(items: list, n_known: int, n_plain: int, n_hard: int,
+                  config: RunConfig) -> tuple[int, int, int, str | None]:
+    """Size a run down to a finite corpus: the known and benign counts shrink by one factor
+    until a group-disjoint split fits; refused only when not even 1 known + 1 benign fits."""
+    from e2eebench.evaluation.data.corpora import split_known_benign
+    def fits(k: int, b: int) -> bool:
+        try:
+            split_known_benign(items, k, b, config.seed)
+            return True
+        except ConfigError:
+            return False
+    if fits(n_known, n_plain):
+        return n_known, n_plain, n_hard, None
+    if not fits(1, 1):
+        groups = len({it.group for it in items})
+        raise ConfigError(f"corpus {config.corpus!r} has {len(items)} images in {groups} groups: a run needs "
+                          "at least one known and one benign image from different groups")
+    scale = len(items) / max(1, n_known + n_plain)
+    while True:
+        k, b = max(1, int(n_known * scale)), max(1, int(n_plain * scale))
+        if fits(k, b):
+            break
+        scale *= 0.9
+    h = int(round(n_hard * k / max(1, n_known)))
+    notice = (f"corpus {config.corpus!r} holds {len(items)} images, fewer than the {n_known} known + {n_plain} "
+              f"benign asked for: using {k} known + {b} benign" + (f" + {h} hard negatives" if h else ""))
+    return k, b, h, notice
 
 
 def resolve_threshold(t: str, hasher: Hasher, seed: int, source: ThresholdSource | None = None) -> int:
@@ -247,7 +291,7 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
         det_down = sum(t.size for t in transfers if t.receiver == DEVICE)
         outcomes.append(Outcome(m.id, m.sender, m.has_image, m.known, m.transform, was_sent, ok, v,
                                 bool(v.get(det_party, False)), dev, srv, up, down, len(flights),
-                                up - plain_env, det_down))
+                                up - plain_env, det_down, m.item_id))
     extra = max((scheme.device_storage(d.state) for d in devices.values()), default=0)
     run = SchemeRun(scheme, outcomes, ledger, channel, setup_s, len(bundle), len(data.db))
     run.sampled = sampled

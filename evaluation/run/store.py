@@ -21,7 +21,7 @@ import pandas as pd
 from e2eebench.protocols.errors import ConfigError, InputError
 
 DEFAULT_DB = "e2eebench.duckdb"
-LABELS = ("measured", "modelled", "extrapolated", "declared")
+LABELS = ("measured", "modelled", "extrapolated", "declared", "bounded", "sampled")
 PACKAGES = ("e2eebench", "numpy", "pdqhash", "imagehash", "pillow", "cryptography", "pynacl",
             "tenseal", "openmined-psi", "pybloom-live", "duckdb", "scikit-image")
 
