@@ -108,3 +108,53 @@ def test_thorn_stops_at_the_first_failing_threshold_where_the_old_rule_did_not()
 def test_thorn_takes_the_largest_positive_when_precision_never_fails_and_none_when_the_first_does():
     assert thorn_threshold(np.array([2, 5, 7]), np.array([100, 100, 100]), 0.99, 256) == (7, 3, 0)
     assert thorn_threshold(np.array([5, 6]), np.array([1, 100]), 0.99, 256)[0] is None
+
+
+def _photo_folder(path, n):
+    from e2eebench.evaluation.data.corpora import get_corpus
+    path.mkdir()
+    for i, it in enumerate(get_corpus("bundled:crops=false").items(n)):
+        it.image.resize((96, 96)).save(path / f"p{i:02d}.png")   # small: the test is about sizing
+    return path
+
+
+def test_a_folder_of_10_photos_is_sized_down_with_a_notice(tmp_path):
+    from e2eebench.evaluation.api import quick_config
+    from e2eebench.evaluation.run.runner import prepare
+    d = _photo_folder(tmp_path / "photos", 10)
+    data = prepare(quick_config(corpus=f"folder:{d}", schemes=["server-side"]))
+    assert data.notice and "holds 10 images" in data.notice
+    assert 1 <= len(data.known) and data.config.n_known == len(data.known) < 10
+    assert data.config.n_benign == len(data.benign)
+
+
+@pytest.mark.slow
+def test_quick_on_a_folder_of_10_photos_runs_sized_down_with_a_notice(tmp_path, capsys):
+    from e2eebench.evaluation.cli.app import main
+    d = _photo_folder(tmp_path / "photos", 10)
+    code = main(["run", "--quick", "--corpus", f"folder:{d}", "--schemes", "server-side",
+                 "--db", str(tmp_path / "r.duckdb"), "--format", "json"])
+    err = capsys.readouterr().err
+    assert code == 0
+    notes = [line for line in err.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "holds 10 images" in notes[0] and "using" in notes[0]
+
+
+def test_a_folder_of_one_photo_is_refused_with_one_line(tmp_path, capsys):
+    from e2eebench.evaluation.cli.app import main
+    d = _photo_folder(tmp_path / "one", 1)
+    assert main(["run", "--quick", "--corpus", f"folder:{d}", "--schemes", "server-side",
+                 "--db", str(tmp_path / "r.duckdb")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "at least one known and one benign" in err[0]
+
+
+def test_sizes_and_profiles_from_the_command_line():
+    from e2eebench.evaluation.cli.app import apply_sizes, build_run_config
+    cfg = build_run_config(None, False, "server-side", None, None, None, None, "quick")
+    cfg = apply_sizes(cfg, n_known=7, n_benign=9, n_accounts=12, messages=240)
+    assert (cfg.n_known, cfg.n_benign, cfg.workload.n_accounts, cfg.workload.days) == (7, 9, 12, 20)
+    std = build_run_config(None, False, None, None, None, None, None, "standard")
+    assert std.profile == "standard" and std.n_known >= 2000 and std.n_benign >= 5000
+    with pytest.raises(ConfigError):
+        build_run_config(None, True, None, None, None, None, None, "standard")
