@@ -67,6 +67,8 @@ def run(config: RunConfig, db: str = "e2eebench.duckdb",
     ``scheduler``: a Dask scheduler address (or "local" for a 2-process local cluster) to run
     the schemes as cluster tasks; ``runs`` is then empty (the party views stay on the workers).
     """
+    if scheduler is None and config.profile == "standard":
+        scheduler = "local"       # the standard profile uses both cores (a 2-process local cluster)
     if scheduler is None:
         data, runs = run_comparison(config, progress, threshold_source=calibrated_threshold)
         ms = [m for r in runs for m in measure(r, data, MEASUREMENTS)]

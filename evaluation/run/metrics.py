@@ -228,8 +228,20 @@ def measure(run: SchemeRun, data: RunData, extra: Sequence[MeasureFn] = ()) -> l
     params = run.scheme.describe_params() | {"corpus": data.config.corpus, "profile": data.config.profile}
     if run.sampled:
         params |= {"messages_sampled": run.sampled[0], "messages_total": run.sampled[1]}
-    acc = accuracy_measurements(run, params)
-    if run.sampled:  # the sample is half known: its precision is not the workload's
+    if run.rule_outcomes is not None:   # effectiveness from the plaintext rule over every message
+        from dataclasses import replace as _replace
+        agree, n = run.rule_check
+        acc = accuracy_measurements(_replace(run, outcomes=run.rule_outcomes),
+                                    params | {"effectiveness_from": "plaintext rule over all messages"})
+        for m in acc:
+            m.text = ((m.text + "; ") if m.text else "") + (
+                f"from the plaintext rule over all messages; the protocol ran {n} stratified messages "
+                f"and agreed with the rule on {agree}")
+        acc.append(_rate(run.name, "verdict_equals_plaintext_rule", agree, n,
+                         params | {"sample": "stratified: every near-threshold image, then known/benign"}))
+    else:
+        acc = accuracy_measurements(run, params)
+    if run.sampled and run.rule_outcomes is None:  # the sample is half known: its precision is not the workload's
         for m in acc:
             if m.metric == "precision" and m.params.get("slice") == "workload base rate":
                 m.text = (f"at the sample's base rate {m.params.get('base_rate')} (half known by design), "
