@@ -90,6 +90,8 @@ def run(config: RunConfig, db: str = "e2eebench.duckdb",
     """
     check_config(config, "run config")
     ResultStore.check_path(db)
+    if scheduler is None and config.profile == "standard":
+        scheduler = "local"       # the standard profile uses both cores (a 2-process local cluster)
     if scheduler is None:
         data, runs = run_comparison(config, progress, threshold_source=calibrated_threshold)
         ms = [m for r in runs for m in measure(r, data, MEASUREMENTS)]
@@ -105,6 +107,6 @@ def run(config: RunConfig, db: str = "e2eebench.duckdb",
         runs, ms = run_schemes(data, config.schemes, MEASUREMENTS, scheduler, progress)
     ms = list(ms) + eu_scale_rows(ms)
     with ResultStore(db) as store:
-        run_id = store.write_run(ms, command=command, config=config.to_dict(), seed=config.seed)
+        run_id = store.write_run(ms, command=command, config=data.config.to_dict(), seed=config.seed)
         df = store.measurements(run_id)
-    return RunResult(run_id, config, data, runs, df)
+    return RunResult(run_id, data.config, data, runs, df)

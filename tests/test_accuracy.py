@@ -41,11 +41,12 @@ def test_thorn_method_on_hand_built_case():
     neg = np.array([30, 8, 25, 40, 50])
     # tau = 7: tp = 3 (1, 2, 4), fp = 0 -> precision 1.  tau = 8: fp = 1 (8) -> 3/4 < 0.9.
     # tau = 9: tp = 4, fp = 1 -> 0.8.  tau = 20: tp = 5, fp = 1 -> 5/6 = 0.833.  tau = 25: fp = 2.
-    # so the largest tau with precision >= 0.9 is 7, recall 3/5.
-    assert thorn_threshold(pos, neg, 0.9, 64) == (7, 3, 0)
-    # precision >= 0.8 also admits tau = 9..24 (4/5 at 9, 5/6 at 20..24) and 5/7 at 25 fails -> 24
-    assert thorn_threshold(pos, neg, 0.8, 64) == (24, 5, 1)
-    assert thorn_threshold(np.array([9]), np.array([3]), 0.5, 64) == (64, 1, 1)
+    # Thorn's code walks the positive distances (1, 2, 4, 9, 20): at 9 precision is 4/5 < 0.9,
+    # so it stops and takes the candidate before, 4 (recall 3/5).
+    assert thorn_threshold(pos, neg, 0.9, 64) == (4, 3, 0)
+    # precision >= 0.8: 4/5 at 9 and 5/6 at 20 never fail -> the largest positive, 20
+    assert thorn_threshold(pos, neg, 0.8, 64) == (20, 5, 1)
+    assert thorn_threshold(np.array([9]), np.array([3]), 0.5, 64) == (9, 1, 1)
     assert thorn_threshold(np.array([65]), np.array([0]), 0.9, 64) == (None, 0, 0)
 
 

@@ -69,7 +69,30 @@ def test_sampled_precision_says_its_base_rate_is_the_samples(small_data, monkeyp
     from e2eebench.evaluation.run.metrics import measure
     monkeypatch.setattr(scheme_class("server-side"), "quick_sample", 6)
     run = run_scheme("server-side", small_data)
-    prec = [m for m in measure(run, small_data, ()) if m.metric == "precision"][0]
+    prec = [m for m in measure(run, small_data, ()) if m.metric == "precision"
+            and m.params.get("slice") == "workload base rate"][0]
     im = [o for o in run.outcomes if o.has_image]
     assert prec.params["base_rate"] == round(sum(o.known for o in im) / len(im), 4)
     assert prec.value is not None and "sample's base rate" in prec.text
+
+
+def test_slow_scheme_outside_quick_checks_its_sample_against_the_rule(small_data, monkeypatch):
+    """Outside the quick profile a slow scheme runs a stratified sample (every near-threshold
+    image included), must agree with its plaintext rule there, and reports effectiveness from the
+    rule over every message."""
+    from dataclasses import replace
+    import e2eebench.evaluation.run.runner as runner
+    from e2eebench.evaluation.run.metrics import measure
+    monkeypatch.setattr(scheme_class("server-side"), "quick_sample", 6)
+    monkeypatch.setattr(runner, "RULE_SAMPLE", 8)
+    data = replace(small_data, config=replace(small_data.config, profile="standard"))
+    run = run_scheme("server-side", data)
+    assert run.rule_outcomes is not None and run.sampled[0] < run.sampled[1]
+    near = {mid for mid, d in runner.nearest_distances(data).items() if abs(d - data.threshold) <= runner.NEAR_BAND}
+    assert near <= {o.message_id for o in run.outcomes}
+    ms = measure(run, data)
+    eq = [m for m in ms if m.metric == "verdict_equals_plaintext_rule"][0]
+    assert eq.value == 1.0 and eq.n == run.sampled[0]
+    rec = [m for m in ms if m.metric == "recall" and m.params.get("slice") == "all"][0]
+    assert rec.n == len({m.item_id for m in data.workload.image_messages if m.known})
+    assert "plaintext rule" in rec.text

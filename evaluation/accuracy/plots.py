@@ -95,3 +95,33 @@ def save_all(result, folder: Path) -> list[Path]:
         raise InputError(f"cannot create plot folder {folder}: {e.__class__.__name__}") from None
     return [plot_histograms(result, folder / "accuracy_histograms.png"), plot_roc(result, folder / "accuracy_roc.png"),
             plot_heatmap(result, folder / "accuracy_recall_heatmap.png")]
+
+
+def plot_precision_prevalence(measurements, path: Path) -> Path:
+    """Precision (modelled) against the assumed prevalence of known images, one line per scheme,
+    the propagated interval shaded; ``measurements`` is a run's stored rows (a DataFrame)."""
+    import json
+    plt = _plt()
+    d = measurements[measurements.metric == "precision"]
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    for scheme, g in d.groupby("scheme", sort=False):
+        rows = [(json.loads(p).get("prevalence"), v, lo, hi) for p, v, lo, hi
+                in zip(g.params, g.value, g.ci_low, g.ci_high)
+                if json.loads(p).get("slice", "").startswith("prevalence=")]
+        if not rows:
+            continue
+        rows.sort()
+        x = [r[0] for r in rows]
+        ax.plot(x, [r[1] for r in rows], marker="o", ms=3, label=scheme)
+        ax.fill_between(x, [r[2] for r in rows], [r[3] for r in rows], alpha=0.15)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("assumed prevalence of known images among images sent")
+    ax.set_ylabel("precision (modelled)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

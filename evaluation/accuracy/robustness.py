@@ -10,8 +10,8 @@ hasher and transform it keeps three distance records:
   N x (N - 1) per transform, counted in blocks (see :mod:`e2eebench.evaluation.data.hashing_pool`).
 
 From these: ``recall`` at the hasher's default threshold, ``recall_at_precision`` (per
-transform, the largest threshold whose precision stays >= P over matched vs nearest-incorrect
-distances), ``tpr_at_fpr`` (threshold from the pooled unrelated-pair histogram; below
+transform and pooled, Thorn's rule over matched vs nearest-incorrect distances: walk up the
+thresholds and stop before the first where precision falls below P), ``tpr_at_fpr`` (threshold from the pooled unrelated-pair histogram; below
 1/pairs an FPR can only be bounded, and the row says so), ``pair_fpr``, ROC curves and
 distance summaries. Every rate is a Wilson interval with its n. Pairs share images, so the
 pair intervals are narrower than the truth would be (they treat pairs as independent).
@@ -94,13 +94,35 @@ def describe_sources(refs: Sequence[SourceRef]) -> dict[str, int]:
 
 
 def thorn_threshold(pos: np.ndarray, neg: np.ndarray, precision: float, bits: int) -> tuple[int | None, int, int]:
-    """Thorn's method on one group: the largest threshold tau whose precision
-    #(pos <= tau) / (#(pos <= tau) + #(neg <= tau)) is >= ``precision``.
+    """Thorn's rule, as Thorn's ``perception`` code applies it
+    (``perception.benchmarking.common.compute_threshold_precision_recall``), on one group.
 
     ``pos`` = distance of each transformed image to its correct source, ``neg`` = to its nearest
-    incorrect source (values > bits never match). Returns (tau or None, true positives, false
-    positives) at that tau.
+    incorrect source (values > bits are discarded hashes: they never match but count in recall's
+    denominator). Candidate thresholds are the positive distances in ascending order; the i-th
+    candidate has tp = i + 1 and fp = #(neg <= candidate); the threshold is the candidate just
+    *before the first* whose precision falls below ``precision`` (the largest positive when none
+    falls; None, recall 0, when the very first does). Precision that recovers at a larger
+    threshold does not count: the walk stops. Returns (tau or None, tp, fp) at tau.
     """
+    pos, neg = np.asarray(pos), np.asarray(neg)
+    cand = np.sort(pos[pos <= bits])
+    if not cand.size:
+        return None, 0, 0
+    negs = np.sort(neg[neg <= bits])
+    tp = np.arange(1, cand.size + 1)
+    fp = np.searchsorted(negs, cand, side="right")
+    bad = np.nonzero(tp < precision * (tp + fp))[0]
+    if bad.size and bad[0] == 0:
+        return None, 0, 0
+    tau = int(cand[bad[0] - 1] if bad.size else cand[-1])
+    return tau, int((pos <= tau).sum()), int((neg <= tau).sum())
+
+
+def largest_threshold_at_precision(pos: np.ndarray, neg: np.ndarray, precision: float,
+                                   bits: int) -> tuple[int | None, int, int]:
+    """The rule this benchmark used before (kept for comparison, not used for any row): the
+    largest threshold anywhere whose precision is >= ``precision``, even past a failing one."""
     pos, neg = np.asarray(pos), np.asarray(neg)
     tp = np.cumsum(np.bincount(np.clip(pos, 0, bits + 1), minlength=bits + 2)[:bits + 1])
     fp = np.cumsum(np.bincount(np.clip(neg, 0, bits + 1), minlength=bits + 2)[:bits + 1])
@@ -389,6 +411,8 @@ class Calibration:
     hist: np.ndarray        # pooled unrelated-pair histogram
     matched: np.ndarray     # (T, N) matched distances under CALIBRATION_TRANSFORMS
     n_sources: int
+    source_min: np.ndarray | None = None   # (N, N) closest distance between any versions of two sources
+    source_valid: np.ndarray | None = None  # (N, N) True where the two sources are of different groups
 
     @property
     def pairs(self) -> int:
@@ -415,7 +439,19 @@ def calibration(hasher: str, seed: int = 0) -> Calibration:
     groups = np.concatenate([g] + [g] * len(CALIBRATION_TRANSFORMS))
     pc = pair_histogram(every, every, get_hasher(name).bits, query_groups=groups, ref_groups=groups)
     matched = np.bitwise_count(table.transformed[name] ^ table.original[name][None]).sum(-1, dtype=np.int32)
-    return Calibration(name, seed, pc.hist // 2, matched, len(refs))   # each unordered pair was seen twice
+    src_min = _source_min(every, len(refs))
+    valid = (g[:, None] != g[None, :])
+    return Calibration(name, seed, pc.hist // 2, matched, len(refs), src_min, valid)  # each unordered pair was seen twice
+
+
+def _source_min(every: np.ndarray, n: int) -> np.ndarray:
+    """Closest distance between any version of source i and any version of source j: ``every``
+    holds V versions of n sources, version-major (rows v * n + i)."""
+    bits = np.unpackbits(every, axis=1).astype(np.float32)
+    d = bits @ (1 - bits).T
+    d = (d + d.T).astype(np.int32)                # Hamming = a.(1-b) + (1-a).b
+    V = every.shape[0] // n
+    return d.reshape(V, n, V, n).min(axis=(0, 2))
 
 
 def calibrated_threshold(hasher: Hasher | str, seed: int = 0, target_fpr: float = CALIBRATION_TARGET_FPR) -> int:
@@ -437,9 +473,12 @@ MESSAGES_PER_YEAR = 365 * 20   # modelled: 20 images a day, every day
 
 
 def run_pair_metrics(run, data) -> list[Measurement]:
-    """Pair-level FPR / TPR at the run's hasher and threshold (calibration set) and the modelled
-    probability that an innocent account is flagged within a year (see account_model)."""
-    from e2eebench.evaluation.accuracy.account_model import account_flag_measurement
+    """Pair-level FPR / TPR at the run's hasher and threshold (calibration set), the run's
+    hard-negative pair distances, and the modelled probability that an innocent account is
+    flagged within a year (see account_model). Pairs are counted per *source* pair (a pair of
+    source images counts once, whatever number of their copies were compared)."""
+    from e2eebench.evaluation.accuracy.account_model import (account_measurements, source_pair_counts,
+                                                             zipf_popularity)
     scheme = run.scheme
     matching = getattr(scheme, "matching", "fuzzy")
     # exact-match schemes (hash equality) act at distance 0 whatever their nominal threshold;
@@ -450,15 +489,49 @@ def run_pair_metrics(run, data) -> list[Measurement]:
                                          "calibration_sources": cal.n_sources,
                                          "calibrated_threshold": cal.threshold(), "threshold_used": tau,
                                          "matching": matching}
-    k, n = fpr_estimate(cal.hist, tau)
-    out = [_rate(hasher, "pair_fpr", k, n, params, fpr_text(k, n))]
-    out[0].scheme = run.name
+    k, n = source_pair_counts(cal.source_min, cal.source_valid, tau)
+    out = [_rate(hasher, "pair_fpr", k, n, params | {"unit": "source pair"}, fpr_text(k, n))]
+    kv, nv = fpr_estimate(cal.hist, tau)
+    out.append(_rate(hasher, "pair_fpr", kv, nv, params | {"slice": "version pairs", "unit": "version pair"},
+                     "every pair of copies: pairs share sources, so this n overstates the evidence; "
+                     "the source-pair row is the one to quote"))
     m = cal.matched.ravel()
-    tpr = _rate(hasher, "pair_tpr", int((m <= tau).sum()), m.size,
-                params | {"transforms": ",".join(CALIBRATION_TRANSFORMS)})
-    tpr.scheme = run.name
-    out.append(tpr)
+    out.append(_rate(hasher, "pair_tpr", int((m <= tau).sum()), m.size,
+                     params | {"transforms": ",".join(CALIBRATION_TRANSFORMS), "unit": "copy"}))
+    out += hard_negative_pair_rows(data, hasher, tau, params)
+    for x in out:
+        x.scheme = run.name
     t = int(getattr(scheme, "p", {}).get("t", 1) or 1)
-    out.append(account_flag_measurement(run.name, k, n, list_size=len(data.db), messages=MESSAGES_PER_YEAR, t=t,
-                                        params=params))
+    configured = getattr(data.config, "list_size", None)
+    L, source = (configured, "assumed deployed list size") if configured else (len(data.db), "the run's list")
+    wl = data.config.workload
+    pop = zipf_popularity(max(1, len(data.benign)), wl.zipf_a)
+    out += account_measurements(run.name, k, n, list_size=L, list_source=source, messages=MESSAGES_PER_YEAR,
+                                t=t, pop=pop, params=params, seed=int(data.config.seed))
+    return out
+
+
+_HN_CACHE: dict = {}
+
+
+def hard_negative_pair_rows(data, hasher: str, tau: int, params: dict) -> list[Measurement]:
+    """Share of the run's hard-negative pairs (within-family pairs and sibling-vs-list-item
+    pairs) within tau, per kind and pooled, plus the distance quartiles."""
+    from e2eebench.evaluation.data.hard_negatives import pair_distances
+    key = (id(data), hasher)
+    if key not in _HN_CACHE:
+        _HN_CACHE.clear()
+        h = get_hasher(hasher)
+        _HN_CACHE[key] = pair_distances(data.benign, data.known, h.hash, h.bits)
+    dist = _HN_CACHE[key]
+    if not dist:
+        return []
+    out = []
+    allv = np.concatenate(list(dist.values()))
+    for kind, d in sorted(dist.items()) + [("all", allv)]:
+        q = np.percentile(d, [0, 25, 50, 75]).round(1).tolist()
+        out.append(_rate(hasher, "hard_negative_pairs_within_threshold", int((d <= tau).sum()), len(d),
+                         params | {"slice": kind, "unit": "image pair", "corpus": "run hard negatives",
+                                   "distance_min_q1_median_q3": q},
+                         "pairs of distinct benign look-alikes (families share a scene, template or chrome)"))
     return out

@@ -76,14 +76,55 @@ def hash_cmd(files: List[Path] = typer.Argument(..., help="image files"),
     echo(render(pd.DataFrame(rows), fmt))
 
 
+PROFILES = ("quick", "standard")
+
+
+def profile_path(profile: str) -> Path:
+    """A built-in profile's TOML (quick, standard) or a profile FILE."""
+    from e2eebench.evaluation.run.config import builtin_config
+    return builtin_config(profile) if profile in PROFILES else Path(profile)
+
+
+def apply_sizes(cfg, n_known: Optional[int] = None, n_benign: Optional[int] = None,
+                n_accounts: Optional[int] = None, messages: Optional[int] = None):
+    """Command-line sizing on top of a profile: list, benign set and the workload's size
+    (``messages`` sets the days so that about that many messages are sent)."""
+    import math
+    from dataclasses import replace
+    for name, v in (("--n-known", n_known), ("--n-benign", n_benign), ("--n-accounts", n_accounts),
+                    ("--messages", messages)):
+        if v is not None and v < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {v}")
+    if n_known is not None:
+        cfg.n_known = n_known
+    if n_benign is not None:
+        cfg.n_benign = n_benign
+    wl = cfg.workload
+    if n_accounts is not None:
+        wl = replace(wl, n_accounts=n_accounts)
+    if messages is not None:
+        per_day = wl.n_accounts * wl.messages_per_account_per_day
+        if per_day <= 0:
+            raise ConfigError("--messages needs workload.messages_per_account_per_day > 0")
+        wl = replace(wl, days=max(1, math.ceil(messages / per_day)))
+    cfg.workload = wl
+    return cfg
+
+
 def build_run_config(config: Optional[Path], quick: bool, schemes: Optional[str], corpus: Optional[str],
                      hasher: Optional[str], seed: Optional[int], threshold: Optional[str],
-                     list_size: Optional[int] = None):
-    from e2eebench.evaluation.run.config import builtin_config, load_config
+                     list_size: Optional[int] = None, profile: Optional[str] = None):
+    from e2eebench.evaluation.run.config import load_config
     from e2eebench.protocols.registry import SCHEMES, parse_scheme_list
-    if config is None and not quick:
-        raise ConfigError("give --quick for the embedded default comparison, or --config FILE")
-    cfg = load_config(config if config is not None else builtin_config("quick"))
+    if quick:
+        if profile not in (None, "quick"):
+            raise ConfigError("--quick means --profile quick: give one of them")
+        profile = "quick"
+    if config is not None and profile is not None:
+        raise ConfigError("give --profile (or --quick) or --config FILE, not both")
+    if config is None and profile is None:
+        raise ConfigError("give --quick (or --profile quick|standard|FILE) for a built-in comparison, or --config FILE")
+    cfg = load_config(config if config is not None else profile_path(profile))
     if schemes:
         cfg.schemes = parse_scheme_list(schemes)
     elif not cfg.schemes:
@@ -105,8 +146,13 @@ def build_run_config(config: Optional[Path], quick: bool, schemes: Optional[str]
 
 
 @app.command("run")
-def run_cmd(quick: bool = typer.Option(False, "--quick", help="the embedded default comparison"),
+def run_cmd(quick: bool = typer.Option(False, "--quick", help="the quick profile (same as --profile quick)"),
+            profile: Optional[str] = typer.Option(None, "--profile", help="quick, standard or a profile FILE"),
             config: Optional[Path] = typer.Option(None, "--config", help="TOML run configuration"),
+            n_known: Optional[int] = typer.Option(None, "--n-known", help="images declared known (the list)"),
+            n_benign: Optional[int] = typer.Option(None, "--n-benign", help="distinct benign images"),
+            n_accounts: Optional[int] = typer.Option(None, "--n-accounts", help="accounts in the workload"),
+            messages: Optional[int] = typer.Option(None, "--messages", help="about this many messages (sets the days)"),
             schemes: Optional[str] = typer.Option(None, "--schemes", help="comma-separated scheme names"),
             corpus: Optional[str] = typer.Option(None, "--corpus", help="dead-leaves, bundled or folder:PATH"),
             hasher: Optional[str] = typer.Option(None, "--hasher"),
@@ -122,13 +168,17 @@ def run_cmd(quick: bool = typer.Option(False, "--quick", help="the embedded defa
     from e2eebench.evaluation.api import run
     from e2eebench.evaluation.run.output import render, summary_json, summary_wide
     check_format(fmt)
-    cfg = build_run_config(config, quick, schemes, corpus, hasher, seed, threshold, list_size)
+    cfg = build_run_config(config, quick, schemes, corpus, hasher, seed, threshold, list_size, profile)
+    cfg = apply_sizes(cfg, n_known, n_benign, n_accounts, messages)
     if cfg.corpus.startswith("folder:"):
         p = Path(cfg.corpus[len("folder:"):])
         if not p.is_dir():
             raise InputError(f"not a readable folder: {p}")
     with progress_bar() as cb:
         result = run(cfg, db=str(db), progress=cb, scheduler=scheduler)
+    if result.data.notice:
+        print(f"e2eebench: note: {result.data.notice}", file=sys.stderr)
+    cfg = result.data.config
     order = {n: i for i, n in enumerate(cfg.schemes)}  # rows in the order the user asked for
     df = result.measurements.sort_values("scheme", key=lambda c: c.map(order), kind="stable")
     title = (f"run {result.run_id} (seed {cfg.seed}, {cfg.hasher}, {cfg.corpus}, list {len(result.data.db)}, "

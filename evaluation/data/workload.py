@@ -30,6 +30,8 @@ class WorkloadConfig:
     zipf_a: float = 1.3                  # popularity exponent of benign images
     contacts_per_account: int = 4
     transformed_fraction: float = 0.7    # share of known shares that are transformed
+    cover_items: bool = False            # send every list item and every benign image at least once
+                                         # (first picks walk a seeded order), then by popularity
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -101,7 +103,8 @@ class Workload:
                 "messages": len(self.messages), "image_messages": len(im),
                 "known_image_messages": sum(m.known for m in im),
                 "benign_image_messages": sum(not m.known for m in im),
-                "distinct_benign_images": len({m.item_id for m in im if not m.known})}
+                "distinct_benign_images": len({m.item_id for m in im if not m.known}),
+                "distinct_known_images": len({m.item_id for m in im if m.known})}
 
 
 def generate_workload(known_ids: list[str], benign_ids: list[str], config: WorkloadConfig | None = None,
@@ -127,6 +130,11 @@ def generate_workload(known_ids: list[str], benign_ids: list[str], config: Workl
     pop = ranks ** -cfg.zipf_a
     pop /= pop.sum()
     benign_order = rng.permutation(len(benign_ids))
+    # coverage: the first picks on each side walk a seeded order of all items, so every item is
+    # sent once (as far as the traffic allows) before popularity takes over; the draws from
+    # ``rng`` are the same either way, so the traffic's shape does not change
+    cover_b = list(rng.permutation(len(benign_ids))) if cfg.cover_items else []
+    cover_k = list(rng.permutation(len(known_ids))) if cfg.cover_items else []
     messages: list[Message] = []
     for day in range(cfg.days):
         for a in accounts:
@@ -140,11 +148,15 @@ def generate_workload(known_ids: list[str], benign_ids: list[str], config: Workl
                 text = TEXTS[rng.integers(len(TEXTS))] if rng.random() < cfg.caption_fraction else ""
                 if a.offender and rng.random() < cfg.offender_known_fraction:
                     item = known_ids[rng.integers(len(known_ids))]
+                    if cover_k:
+                        item = known_ids[cover_k.pop()]
                     spec = (specs[rng.choice(len(specs), p=weights)]
                             if rng.random() < cfg.transformed_fraction else "identity")
                     messages.append(Message(mid, a.id, to, day, text, item, True, spec))
                 else:
                     item = benign_ids[benign_order[rng.choice(len(benign_ids), p=pop)]]
+                    if cover_b:
+                        item = benign_ids[cover_b.pop()]
                     spec = "jpeg:q=85" if rng.random() < 0.3 else "identity"
                     messages.append(Message(mid, a.id, to, day, text, item, False, spec))
     return Workload(accounts, messages, cfg, seed, list(known_ids), list(benign_ids))

@@ -11,7 +11,7 @@ from e2eebench.protocols.errors import ConfigError, InputError
 from e2eebench.evaluation.run.runner import RunConfig
 from e2eebench.evaluation.data.workload import WorkloadConfig
 
-RUN_KEYS = {f.name for f in fields(RunConfig)} - {"workload", "scheme_params"}
+RUN_KEYS = {f.name for f in fields(RunConfig)} - {"workload", "scheme_params", "hard_negatives"}
 
 
 def builtin_config(name: str) -> Path:
@@ -23,7 +23,7 @@ def builtin_config(name: str) -> Path:
 
 # Profiles a config may name: "quick" and "conformance" run the expensive schemes (HE) on a
 # seeded sample of image messages; "full" runs every message through every scheme.
-PROFILES = ("quick", "conformance", "full")
+PROFILES = ("quick", "conformance", "standard", "full")
 # Bounds that keep a typo from becoming a run that never ends: every item is rendered and
 # hashed, and every message runs through every scheme (larger lists: synthetic padding).
 MAX_ITEMS = 1_000_000
@@ -57,9 +57,9 @@ def toml_table(data: bytes, what: str) -> dict[str, Any]:
 
 def config_from_dict(raw: dict[str, Any], where: str = "config") -> RunConfig:
     for k in raw:
-        if k not in ("run", "workload", "schemes"):
-            raise ConfigError(f"{where}: unknown section [{k}] (known: run, workload, schemes)")
-    for k in ("run", "workload", "schemes"):
+        if k not in ("run", "workload", "schemes", "hard_negatives"):
+            raise ConfigError(f"{where}: unknown section [{k}] (known: run, workload, hard_negatives, schemes)")
+    for k in ("run", "workload", "schemes", "hard_negatives"):
         if k in raw and not isinstance(raw[k], dict):
             raise ConfigError(f"{where}: {k} must be a [{k}] table, got {type(raw[k]).__name__}")
     run = dict(raw.get("run", {}))
@@ -88,10 +88,15 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> RunConfig:
         workload = WorkloadConfig.from_dict(wl)
     except TypeError as e:
         raise ConfigError(f"{where}: workload: {e}") from None
+    from e2eebench.evaluation.data.hard_negatives import HardNegativeConfig
+    try:
+        hard = HardNegativeConfig.from_dict(raw.get("hard_negatives", {}))
+    except TypeError as e:
+        raise ConfigError(f"{where}: hard_negatives: {e}") from None
     schemes = raw.get("schemes", {})
     if any(not isinstance(v, dict) for v in schemes.values()):
         raise ConfigError(f"{where}: [schemes.NAME] sections must hold parameter tables")
-    cfg = RunConfig(**run, workload=workload, scheme_params=schemes)
+    cfg = RunConfig(**run, workload=workload, scheme_params=schemes, hard_negatives=hard)
     check_config(cfg, where)
     return cfg
 

@@ -33,25 +33,103 @@ def transform_family(spec: str) -> str:
     return "+".join(part.split(":")[0] for part in spec.split("+"))
 
 
+PREVALENCES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)   # assumed shares of known images among images sent
+HEADLINE_PREVALENCE = 1e-4                    # the summary's precision row (an assumption, stated)
+
+
+def per_image(outcomes) -> tuple[float, int, int]:
+    """Per-image aggregation: each distinct source image contributes the share of its sends
+    that were flagged, so an image resent 43 times weighs once. Returns (k, distinct images,
+    messages); k may be fractional. A Wilson interval on (k, distinct images) is conservative
+    for the per-image mean, since a share in [0, 1] has variance at most p (1 - p)."""
+    by: dict[str, list[bool]] = {}
+    for o in outcomes:
+        by.setdefault(o.item_id or o.message_id, []).append(bool(o.detected))
+    return sum(sum(v) / len(v) for v in by.values()), len(by), len(outcomes)
+
+
+def _image_rate(scheme: str, metric: str, outcomes, params: dict) -> Measurement:
+    k, n, msgs = per_image(outcomes)
+    m = _rate(scheme, metric, k, n, params | {"unit": "distinct image", "messages": msgs})
+    if n and k == 0:
+        what = "detected" if metric == "recall" else "flagged"
+        m.text = f"0 of {n} distinct images {what}: bounded, <= {m.ci_high:.2g} (Wilson 95 % upper end)"
+    return m
+
+
+def precision_at(tpr: float, fpr: float, prevalence: float) -> float:
+    """Share of flags that are true when a share ``prevalence`` of images sent is known."""
+    tp, fp = tpr * prevalence, fpr * (1 - prevalence)
+    return tp / (tp + fp) if tp + fp > 0 else float("nan")
+
+
+def precision_curve(scheme: str, recall: Measurement, fpr: Measurement, params: dict) -> list[Measurement]:
+    """Precision over assumed prevalences (modelled), from the measured per-image TPR and FPR:
+    the low end takes the TPR's low and the FPR's high end, the high end the reverse (each end
+    a 95 % end of one measured rate; not a joint 95 % interval)."""
+    out = []
+    if recall.value is None or fpr.value is None:
+        return [Measurement(scheme, "precision", None, "rate", 0, params=params | {"slice": "all"},
+                            text="no TPR or FPR measured: precision undefined", label="modelled")]
+    for pi in PREVALENCES + ((HEADLINE_PREVALENCE,) if HEADLINE_PREVALENCE not in PREVALENCES else ()):
+        v = precision_at(recall.value, fpr.value, pi)
+        lo = precision_at(recall.ci_low or 0.0, fpr.ci_high if fpr.ci_high is not None else 1.0, pi)
+        hi = precision_at(recall.ci_high if recall.ci_high is not None else 1.0, fpr.ci_low or 0.0, pi)
+        text = (f"modelled at an assumed prevalence {pi:g} of known images among images sent (not the "
+                f"workload's base rate), from TPR n={recall.n} and FPR n={fpr.n} distinct images")
+        if not fpr.value:
+            text += "; no false flag measured, so the point value is 1 and only the low end is informative"
+        p = params | {"prevalence": pi, "tpr": recall.value, "fpr": fpr.value, "n_known_images": recall.n,
+                      "n_benign_images": fpr.n}
+        for sl in ((f"prevalence={pi:g}",) + (("all",) if pi == HEADLINE_PREVALENCE else ())):
+            out.append(Measurement(scheme, "precision", None if np.isnan(v) else v, "rate", min(recall.n, fpr.n),
+                                   None if np.isnan(lo) else lo, None if np.isnan(hi) else hi,
+                                   p | {"slice": sl}, text, "modelled"))
+    return out
+
+
 def accuracy_measurements(run: SchemeRun, params: dict) -> list[Measurement]:
+    """Recall and FPR per distinct image (see per_image), FPR on the hard-negative families,
+    precision over assumed prevalences, and the per-message rates, labelled so."""
+    from e2eebench.evaluation.data.hard_negatives import is_hard_negative, kind_of, sibling_of
     s = run.name
     im = [o for o in run.outcomes if o.has_image]
     pos = [o for o in im if o.known]
     neg = [o for o in im if not o.known]
-    tp = sum(o.detected for o in pos)
-    fp = sum(o.detected for o in neg)
-    out = [_rate(s, "recall", tp, len(pos), params | {"slice": "all"}),
-           _rate(s, "fpr", fp, len(neg), params)]
+    recall = _image_rate(s, "recall", pos, params | {"slice": "all"})
+    fpr = _image_rate(s, "fpr", neg, params | {"slice": "all"})
+    out = [recall, fpr]
+    hard = [o for o in neg if is_hard_negative(o.item_id)]
+    if hard:
+        out.append(_image_rate(s, "fpr", hard, params | {"slice": "hard negatives"}))
+        out.append(_image_rate(s, "fpr", [o for o in neg if not is_hard_negative(o.item_id)],
+                               params | {"slice": "ordinary benign"}))
+        sib = [o for o in hard if sibling_of(o.item_id)]
+        if sib:
+            out.append(_image_rate(s, "fpr", sib, params | {"slice": "siblings of list items"}))
+        kinds: dict[str, list] = {}
+        for o in hard:
+            kinds.setdefault(kind_of(o.item_id), []).append(o)
+        for k, os_ in sorted(kinds.items()):
+            out.append(_image_rate(s, "fpr", os_, params | {"slice": f"hard:{k}"}))
+    for metric, group, k in (("recall", pos, sum(o.detected for o in pos)), ("fpr", neg, sum(o.detected for o in neg))):
+        m = _rate(s, metric, k, len(group), params | {"slice": "per message", "unit": "message"})
+        m.text = "per message: resends of one image are not independent; the distinct-image row is the one to quote"
+        out.append(m)
+    out += precision_curve(s, recall, fpr, params)
+    tp, fp = sum(o.detected for o in pos), sum(o.detected for o in neg)
     if tp + fp:
-        out.append(_rate(s, "precision", tp, tp + fp, params | {"base_rate": round(len(pos) / max(1, len(im)), 4)}))
-    else:
-        out.append(Measurement(s, "precision", None, "rate", 0, params=params,
-                               text="no detections: precision undefined"))
+        base = round(len(pos) / max(1, len(im)), 4)
+        m = _rate(s, "precision", tp, tp + fp, params | {"slice": "workload base rate", "base_rate": base,
+                                                         "unit": "message"})
+        m.text = (f"per message at this workload's own base rate {base} (a test-bed choice, orders of magnitude "
+                  "above any real prevalence): not a figure about the world")
+        out.append(m)
     fams: dict[str, list] = {}
     for o in pos:
         fams.setdefault(transform_family(o.transform), []).append(o)
     for fam, os_ in sorted(fams.items()):
-        out.append(_rate(s, "recall", sum(o.detected for o in os_), len(os_), params | {"slice": fam}))
+        out.append(_image_rate(s, "recall", os_, params | {"slice": fam}))
     return out
 
 
@@ -191,10 +269,22 @@ def measure(run: SchemeRun, data: RunData, extra: Sequence[MeasureFn]) -> list[M
         params |= {"messages_sampled": run.sampled[0], "messages_total": run.sampled[1]}
     if run.synthetic:  # the list was padded for cost: every row of this run says so
         params |= {"list_size": run.list_size, "synthetic_padding": run.synthetic}
-    acc = accuracy_measurements(run, params)
-    if run.sampled:  # the sample is half known: its precision is not the workload's
+    if run.rule_outcomes is not None:   # effectiveness from the plaintext rule over every message
+        from dataclasses import replace as _replace
+        agree, n = run.rule_check
+        acc = accuracy_measurements(_replace(run, outcomes=run.rule_outcomes),
+                                    params | {"effectiveness_from": "plaintext rule over all messages"})
         for m in acc:
-            if m.metric == "precision" and m.value is not None:
+            m.text = ((m.text + "; ") if m.text else "") + (
+                f"from the plaintext rule over all messages; the protocol ran {n} stratified messages "
+                f"and agreed with the rule on {agree}")
+        acc.append(_rate(run.name, "verdict_equals_plaintext_rule", agree, n,
+                         params | {"sample": "stratified: every near-threshold image, then known/benign"}))
+    else:
+        acc = accuracy_measurements(run, params)
+    if run.sampled and run.rule_outcomes is None:  # the sample is half known: its precision is not the workload's
+        for m in acc:
+            if m.metric == "precision" and m.params.get("slice") == "workload base rate":
                 m.text = (f"at the sample's base rate {m.params.get('base_rate')} (half known by design), "
                           "not the workload's: not comparable with unsampled schemes")
     out = (acc + cost_measurements(run, params)

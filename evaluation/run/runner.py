@@ -24,6 +24,7 @@ from e2eebench.protocols.messaging import Identity
 from e2eebench.protocols.registry import scheme_class
 from e2eebench.server.database import KnownHashDatabase
 from e2eebench.server.relay import PrekeyStore, Relay
+from e2eebench.evaluation.data.hard_negatives import HardNegativeConfig
 from e2eebench.evaluation.data.workload import Message, Workload, WorkloadConfig, generate_workload
 
 ThresholdSource = Callable[[Hasher, int], int]
@@ -49,6 +50,7 @@ class RunConfig:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     profile: str = "quick"
     attack_images: int | None = None    # images per in-run attack; None: by profile (quick 4, else 200)
+    hard_negatives: HardNegativeConfig = field(default_factory=HardNegativeConfig)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -68,6 +70,7 @@ class RunData:
     images: dict[str, Image.Image]       # message id -> the image as sent
     png: dict[str, bytes]                # message id -> its encoded bytes
     threshold: int | None = None          # resolved before the run (see resolve_threshold)
+    notice: str | None = None             # what the run changed to fit its corpus (sized down)
     _hashes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def image_hash(self, message_id: str) -> np.ndarray:
@@ -98,6 +101,7 @@ class Outcome:
     server_rounds: int = 0          # flights between non-device parties (see server_rounds)
     party_s: dict[str, float] = field(default_factory=dict)   # CPU per party for this message
     leg_bytes: dict[str, int] = field(default_factory=dict)   # bytes per leg "sender->receiver"
+    item_id: str | None = None      # the source image (repeats of one image share it)
 
 
 @dataclass
@@ -117,6 +121,8 @@ class SchemeRun:
     device_load_s: list[float] = field(default_factory=list)        # each device's bundle load CPU
     finalize_party_s: dict[str, float] = field(default_factory=dict)  # period-end CPU per party
     cpu_s: dict[str, float] = field(default_factory=dict)           # the whole run's CPU per party
+    rule_check: tuple[int, int] | None = None  # (sampled verdicts equal to the plaintext rule, sampled)
+    rule_outcomes: list[Outcome] | None = None  # every image message judged by the plaintext rule
 
     @property
     def name(self) -> str:
@@ -166,14 +172,25 @@ def prepare(config: RunConfig, progress: Callable[[str, int, int], None] | None 
     from e2eebench.evaluation.data.corpora import get_corpus, split_known_benign
     from e2eebench.evaluation.data.transforms import parse_transform
 
+    from dataclasses import replace
+    from e2eebench.evaluation.data.hard_negatives import hard_negative_items
     hasher = get_hasher(config.hasher)
     if config.list_size is not None and config.list_size < config.n_known:
         raise ConfigError(f"list_size {config.list_size} is below n_known {config.n_known} "
                           "(it counts the real known items plus synthetic padding)")
     corpus = get_corpus(config.corpus, seed=config.seed, size=config.image_size)
-    need = config.n_known + config.n_benign
-    items = corpus.items(None if getattr(corpus, "finite", False) else need)
-    known, benign = split_known_benign(items, config.n_known, config.n_benign, config.seed)
+    n_hard = int(round(config.n_benign * config.hard_negatives.fraction))
+    n_known, n_plain = config.n_known, config.n_benign - n_hard
+    notice = None
+    if getattr(corpus, "finite", False):
+        items = corpus.items(None)
+        n_known, n_plain, n_hard, notice = fit_to_corpus(items, n_known, n_plain, n_hard, config)
+    else:
+        items = corpus.items(n_known + n_plain)
+    known, benign = split_known_benign(items, n_known, n_plain, config.seed)
+    benign = benign + hard_negative_items(n_hard, known, config.hard_negatives, config.seed, config.image_size)
+    if notice:
+        config = replace(config, n_known=n_known, n_benign=n_plain + n_hard)
     db = KnownHashDatabase.from_images(known, [hasher])
     if config.list_size is not None:
         if config.list_size < len(db):
@@ -192,7 +209,36 @@ def prepare(config: RunConfig, progress: Callable[[str, int, int], None] | None 
         if progress:
             progress("render", i + 1, len(im_msgs))
     threshold = resolve_threshold(config.threshold, hasher, config.seed, threshold_source)
-    return RunData(config, hasher, known, benign, db, wl, images, png, threshold=threshold)
+    return RunData(config, hasher, known, benign, db, wl, images, png, threshold=threshold, notice=notice)
+
+
+def fit_to_corpus(items: list, n_known: int, n_plain: int, n_hard: int,
+                  config: RunConfig) -> tuple[int, int, int, str | None]:
+    """Size a run down to a finite corpus: the known and benign counts shrink by one factor
+    until a group-disjoint split fits; refused only when not even 1 known + 1 benign fits."""
+    from e2eebench.evaluation.data.corpora import split_known_benign
+    def fits(k: int, b: int) -> bool:
+        try:
+            split_known_benign(items, k, b, config.seed)
+            return True
+        except ConfigError:
+            return False
+    if fits(n_known, n_plain):
+        return n_known, n_plain, n_hard, None
+    if not fits(1, 1):
+        groups = len({it.group for it in items})
+        raise ConfigError(f"corpus {config.corpus!r} has {len(items)} images in {groups} groups: a run needs "
+                          "at least one known and one benign image from different groups")
+    scale = len(items) / max(1, n_known + n_plain)
+    while True:
+        k, b = max(1, int(n_known * scale)), max(1, int(n_plain * scale))
+        if fits(k, b):
+            break
+        scale *= 0.9
+    h = int(round(n_hard * k / max(1, n_known)))
+    notice = (f"corpus {config.corpus!r} holds {len(items)} images, fewer than the {n_known} known + {n_plain} "
+              f"benign asked for: using {k} known + {b} benign" + (f" + {h} hard negatives" if h else ""))
+    return k, b, h, notice
 
 
 def resolve_threshold(t: str, hasher: Hasher, seed: int, source: ThresholdSource | None = None) -> int:
@@ -259,10 +305,17 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
 
     messages = wl.messages
     sampled = None
+    ruled = False
     k = sample_size(scheme, cfg.profile, len(data.db))
     if k is not None and len(wl.image_messages) > k:
         messages = sample_messages(wl, k, cfg.seed)
         sampled = (len(messages), len(wl.image_messages))
+    elif scheme.quick_sample and len(wl.image_messages) > RULE_SAMPLE:
+        # too slow for every message: a stratified sample through the protocol, checked against
+        # the plaintext rule; effectiveness over all messages comes from the rule (labelled so)
+        messages = stratified_sample(data, RULE_SAMPLE, threshold, cfg.seed)
+        sampled = (len(messages), len(wl.image_messages))
+        ruled = True
     raw: list[tuple] = []
     for i, m in enumerate(messages):
         ctx = context(m.id, m.sender, m.id)
@@ -313,9 +366,12 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
         outcomes.append(Outcome(m.id, m.sender, m.has_image, m.known, m.transform, was_sent, ok, v,
                                 bool(v.get(det_party, False)), dev, srv, up, down, device_rounds(transfers),
                                 up - plain_env, det_down, server_rounds(transfers), party_s,
-                                leg_bytes(transfers)))
+                                leg_bytes(transfers), m.item_id))
     extra = max((scheme.device_storage(d.state) for d in devices.values()), default=0)
     run = SchemeRun(scheme, outcomes, ledger, channel, setup_s, len(bundle), len(data.db))
+    if ruled:
+        run.rule_check = rule_check(data, outcomes, threshold)
+        run.rule_outcomes = rule_outcomes(data, threshold)
     run.sampled = sampled
     run.device_extra_bytes = extra
     run.synthetic = data.db.synthetic
@@ -336,6 +392,50 @@ def sample_size(scheme: Scheme, profile: str, list_size: int) -> int | None:
     if scheme.list_sample and list_size > scheme.list_sample[0]:
         ks.append(scheme.list_sample[1])
     return min(ks) if ks else None
+
+
+RULE_SAMPLE = 120          # messages a slow scheme runs outside the quick profile (>= 100)
+NEAR_BAND = 8              # "near-threshold": nearest list entry within threshold +- this many bits
+
+
+def nearest_distances(data: RunData) -> dict[str, int]:
+    """Each image message's distance to its nearest list entry (the plaintext rule's input)."""
+    db = np.unpackbits(np.asarray(data.db.hashes_for(data.hasher.name), np.uint8), axis=1).astype(np.float32)
+    out = {}
+    for m in data.workload.image_messages:
+        h = np.unpackbits(np.asarray(data.image_hash(m.id), np.uint8)).astype(np.float32)
+        out[m.id] = int((h @ (1 - db).T + (1 - h) @ db.T).min())
+    return out
+
+
+def stratified_sample(data: RunData, k: int, threshold: int, seed: int) -> list[Message]:
+    """Every near-threshold image message (|distance - threshold| <= NEAR_BAND), then known and
+    benign ones in equal shares up to k (seeded), in traffic order."""
+    d = nearest_distances(data)
+    ims = data.workload.image_messages
+    pick = {m.id for m in ims if abs(d[m.id] - threshold) <= NEAR_BAND}
+    rng = np.random.default_rng([seed, 0x57A7])
+    rest = [m for m in ims if m.id not in pick]
+    for want_known in (True, False):
+        pool = [m for m in rest if m.known == want_known]
+        n = max(0, min(len(pool), (k - len(pick)) // (2 if want_known else 1)))
+        pick |= {pool[i].id for i in rng.permutation(len(pool))[:n]}
+    return [m for m in data.workload.messages if m.id in pick]
+
+
+def rule_check(data: RunData, outcomes: list[Outcome], threshold: int) -> tuple[int, int]:
+    """(sampled image messages whose protocol verdict equals the plaintext rule, sampled)."""
+    d = nearest_distances(data)
+    im = [o for o in outcomes if o.has_image]
+    return sum(o.detected == (d[o.message_id] <= threshold) for o in im), len(im)
+
+
+def rule_outcomes(data: RunData, threshold: int) -> list[Outcome]:
+    """Every image message judged by the plaintext rule (nearest list entry within threshold);
+    no cost fields: these outcomes are for effectiveness only."""
+    d = nearest_distances(data)
+    return [Outcome(m.id, m.sender, True, m.known, m.transform, True, None, {}, d[m.id] <= threshold,
+                    0.0, 0.0, 0, 0, 0, item_id=m.item_id) for m in data.workload.image_messages]
 
 
 def sample_messages(wl: Workload, k: int, seed: int) -> list[Message]:
