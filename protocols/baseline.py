@@ -80,6 +80,7 @@ class E2EENoDetection(Scheme):
     trust = "none beyond the messaging protocol"
     matching = "none"
     description = "The same E2EE messaging with no detection: the control row, what detection adds is measured against it"
+    leakage: dict[str, tuple[str, ...]] = {}   # nothing beyond the messaging protocol's own metadata
 
     def provider_setup(self, db: KnownHashDatabase, ctx: MessageContext) -> tuple[Any, bytes]:
         return None, b""
@@ -121,6 +122,7 @@ class ExceptionalAccess(Scheme):
     trust = "the escrow authority and its key (a single key that opens every message)"
     matching = "none"
     description = "Each message body also sealed to an escrow authority's key (ghost recipient); no detection"
+    leakage = {ESCROW: ("image",)}   # the escrow authority reads every message body
 
     def provider_setup(self, db: KnownHashDatabase, ctx: MessageContext) -> tuple[Any, bytes]:
         with ctx.role(ESCROW):

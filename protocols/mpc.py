@@ -91,7 +91,7 @@ class TwoServerMPC(Scheme):
     leakage_text = {PROVIDER: "verdict and which list entries lie within tau (semi-honest); a deviating "
                               "server learns more (see the near-miss probe)",
                     SECOND_SERVER: "verdict and which list entries lie within tau",
-                    THIRD_PARTY: "nothing (the dealer sees no image data)"}
+                    DEALER: "nothing (the dealer sees no image data)"}
     trust = "provider and second server do not collude (nor with the dealer); semi-honest servers"
     matching = "fuzzy"
     description = "Additive shares of the hash bits to two servers; Beaver-triple product tree for the threshold test"

@@ -48,7 +48,7 @@ def test_hash_pdq_matches_reference(photo_file, capsys):
     (["hash", "--hasher", "bogus", "x.png"], "unknown hasher"),
     (["list", "everything"], "cannot list"),
     (["run"], "--quick"),
-    (["run", "--quick", "--list-size", "3"], "list_size 3 is below n_known 40"),
+    (["run", "--quick", "--list-size", "3"], "run.list_size must be an integer in 40"),
     (["run", "--quick", "--list-size", "0"], "list-size"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(args, needle, capsys, tmp_path):

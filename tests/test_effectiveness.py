@@ -151,10 +151,10 @@ def test_a_folder_of_one_photo_is_refused_with_one_line(tmp_path, capsys):
 
 def test_sizes_and_profiles_from_the_command_line():
     from e2eebench.evaluation.cli.app import apply_sizes, build_run_config
-    cfg = build_run_config(None, False, "server-side", None, None, None, None, "quick")
+    cfg = build_run_config(None, False, "server-side", None, None, None, None, profile="quick")
     cfg = apply_sizes(cfg, n_known=7, n_benign=9, n_accounts=12, messages=240)
     assert (cfg.n_known, cfg.n_benign, cfg.workload.n_accounts, cfg.workload.days) == (7, 9, 12, 20)
-    std = build_run_config(None, False, None, None, None, None, None, "standard")
+    std = build_run_config(None, False, None, None, None, None, None, profile="standard")
     assert std.profile == "standard" and std.n_known >= 2000 and std.n_benign >= 5000
     with pytest.raises(ConfigError):
-        build_run_config(None, True, None, None, None, None, None, "standard")
+        build_run_config(None, True, None, None, None, None, None, profile="standard")

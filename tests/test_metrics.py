@@ -90,7 +90,7 @@ def test_slow_scheme_outside_quick_checks_its_sample_against_the_rule(small_data
     assert run.rule_outcomes is not None and run.sampled[0] < run.sampled[1]
     near = {mid for mid, d in runner.nearest_distances(data).items() if abs(d - data.threshold) <= runner.NEAR_BAND}
     assert near <= {o.message_id for o in run.outcomes}
-    ms = measure(run, data)
+    ms = measure(run, data, ())
     eq = [m for m in ms if m.metric == "verdict_equals_plaintext_rule"][0]
     assert eq.value == 1.0 and eq.n == run.sampled[0]
     rec = [m for m in ms if m.metric == "recall" and m.params.get("slice") == "all"][0]

@@ -77,6 +77,13 @@ def _device_verdicts(channel: Channel, mid: str) -> list[bool]:
 def probe_oracle(name: str, hasher: Hasher, known: list, other: list, seed: int = 0,
                  params: dict[str, Any] | None = None) -> OracleProbe:
     """Classify a scheme's oracle by running its roles on known and unrelated images."""
+    cls_ = scheme_class(name)
+    if cls_.matching == "none":   # a control row: there is no verdict to learn
+        return OracleProbe(name, "none", False, 0, False, "the scheme does no detection: no verdict to learn")
+    if cls_.device_seal is not Scheme.device_seal:   # the payload is made from the sealed body
+        return OracleProbe(name, "none", False, 0, False,
+                           "not probed on the device alone: the payload is made at sealing (a user's "
+                           "report or an escrow copy) and the device records no verdict")
     db = KnownHashDatabase.from_images(known, [hasher])
     scheme, pstate, dstate, channel, clock = tiny_setup(name, hasher, db, seed, params)
     obs: dict[bool, set] = {True: set(), False: set()}

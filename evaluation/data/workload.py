@@ -36,6 +36,10 @@ class WorkloadConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             v = getattr(self, f.name)
+            if f.type in (bool, "bool"):
+                if not isinstance(v, bool):
+                    raise ConfigError(f"workload.{f.name} must be true or false, got {v!r}")
+                continue
             integral = f.type in (int, "int")
             if isinstance(v, bool) or not isinstance(v, int if integral else (int, float)):
                 kind = "an integer" if integral else "a number"
