@@ -15,17 +15,41 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                    db: Optional[Path] = typer.Option(None, "--db", help="results database (default with --quick: OUT/e2eebench.duckdb)"),
                    rubric: Optional[Path] = typer.Option(None, "--rubric", help="rubric TOML (default: the built-in one)"),
                    schemes: Optional[str] = typer.Option(None, "--schemes", help="comma-separated schemes (with --quick)"),
-                   with_runs: Optional[List[str]] = typer.Option(None, "--with", help="another stored run of --db to join (accuracy, attack, bench runs); repeatable")) -> None:
+                   with_runs: Optional[List[str]] = typer.Option(None, "--with", help="another stored run of --db to join (accuracy, attack, bench runs); repeatable"),
+                   study: Optional[str] = typer.Option(None, "--study", help="a study TOML (or built-in 'quick', 'standard'): run its comparison and steps, then assess them together")) -> None:
         """Write the assessment tables (md, csv, json, tex, xlsx, html), PNG figures and summary.md."""
         from e2eebench.evaluation.cli.options import echo, progress_bar
         from e2eebench.evaluation.assess.report import make_report
+        from e2eebench.protocols.errors import ConfigError
         names = None
         if schemes:
             from e2eebench.protocols.registry import parse_scheme_list
             names = parse_scheme_list(schemes)
+        joined = list(with_runs or [])
+        notes: list[str] = []
+        if study is not None:
+            from e2eebench.evaluation.cli.study import load_study, run_study
+            if quick or run is not None or schemes:
+                raise ConfigError("--study runs its own comparison: give it without --quick, --run or --schemes")
+            if rubric is not None:
+                from e2eebench.evaluation.assess.rubric import load_rubric
+                load_rubric(rubric)  # fail before any work
+            plan = load_study(study, app)
+            if out.exists() and not out.is_dir():
+                from e2eebench.protocols.errors import InputError
+                raise InputError(f"not a folder: {out}")
+            out.mkdir(parents=True, exist_ok=True)
+            db = db if db is not None else out / "e2eebench.duckdb"
+            res = run_study(app, plan, db, out)
+            run = res.comparison_run
+            joined = [*res.step_runs.values(), *joined]
+            notes += [f"study {plan.path.name}: comparison run {run}; "
+                      + "; ".join(f"{k} run {v}" for k, v in res.step_runs.items())
+                      + (f" (stored runs reused: {', '.join(res.reused)})" if res.reused else "")]
         with progress_bar() as cb:
             rep = make_report(out, quick=quick, run=run, db=db, rubric=rubric, schemes=names, progress=cb,
-                              with_runs=list(with_runs or []))
+                              with_runs=joined)
+        rep.notes = notes + rep.notes
         echo(f"run {rep.run_id} ({rep.db})")
         for p in [*rep.tables.values(), *([rep.picture] if rep.picture else []), *rep.figures, rep.summary]:
             echo(f"wrote {p}")
