@@ -99,3 +99,19 @@ def test_report_from_a_study_names_every_run_in_its_cells(tmp_path):
     table = json.loads((out / "assessment.json").read_text())
     assert oracle in json.dumps(table)              # a cell (and the provenance) names the oracle run
     assert oracle in (out / "summary.md").read_text()
+
+
+def test_joined_rows_land_where_they_belong():
+    """bench he's third-party rows join the registered scheme they measure; the accuracy
+    benchmark's hasher rows are shown as the hasher's, not as a scheme's."""
+    import pandas as pd
+    from e2eebench.evaluation.assess.assessment import _scheme_meta
+    from e2eebench.evaluation.cli.he import to_measurements
+    row = {"engine": "he-hamming", "list_size": 100, "blocks": 1, "result_ciphertexts": 1, "n_queries": 1,
+           "provider_ms": 5.0, "label": "measured"}
+    names = {m.scheme for m in to_measurements([row | {"key_holder": "device"}, row | {"key_holder": "third-party"}])}
+    assert names == {"he-hamming", "he-hamming-3p"}
+    cos = to_measurements([row | {"engine": "he-cosine", "key_holder": "third-party"}])
+    assert {m.scheme for m in cos} == {"he-cosine[third-party]"}
+    meta = _scheme_meta("hasher:pdq", pd.DataFrame(columns=["scheme", "metric", "text"]))
+    assert meta["family"] == "hasher" and "accuracy benchmark" in meta["eu_category"]

@@ -175,6 +175,9 @@ def _scheme_meta(name: str, stored: pd.DataFrame) -> dict[str, Any]:
     if cls is not None:
         return {"family": cls.family, "eu_category": cls.eu_category, "verdict_to": cls.verdict_to,
                 "trust": cls.trust, "modelled": bool(cls.modelled), "registered": True}
+    if name.startswith("hasher:"):  # the accuracy benchmark's rows: a property of the hasher, not a scheme
+        return {"family": "hasher", "eu_category": "hasher (accuracy benchmark; every fuzzy scheme using it)",
+                "verdict_to": "-", "trust": "-", "modelled": False, "registered": False}
     vt = stored[(stored.scheme == name) & (stored.metric == "verdict_to")]["text"]
     return {"family": "", "eu_category": "", "verdict_to": str(vt.iloc[0]) if len(vt) else "",
             "trust": "", "modelled": False, "registered": False}

@@ -26,13 +26,17 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
+# the registered scheme that is an engine with its key at a third party (the rows join its row)
+THIRD_PARTY_SCHEME = {"he-hamming": "he-hamming-3p"}
+
+
 def to_measurements(rows: list[dict]) -> list:
     """One stored measurement per (row, metric); the scheme name carries the key placement."""
     from e2eebench.evaluation.run.stats import mean_ci
     from e2eebench.evaluation.run.store import Measurement
     out = []
     for r in rows:
-        scheme = r["engine"] if r["key_holder"] == "device" else f"{r['engine']}[third-party]"
+        scheme = r["engine"] if r["key_holder"] == "device" else THIRD_PARTY_SCHEME.get(r["engine"], f"{r['engine']}[third-party]")
         params = {k: r[k] for k in ("list_size", "blocks", "result_ciphertexts", "key_holder") if k in r}
         params |= {"synthetic_list": True, "fit": r.get("fit")}
         for metric, unit in METRICS.items():
