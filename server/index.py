@@ -444,6 +444,17 @@ def choose_chunks(n: int, bits: int, threshold: int) -> int:
     return best_m
 
 
+def _expand(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Positions starts[i] .. starts[i] + counts[i] - 1 of every range, in order."""
+    ends = np.cumsum(counts)
+    total = int(ends[-1]) if ends.size else 0
+    if total == 0:
+        return np.zeros(0, np.int64)
+    pos = np.repeat(starts - ends + counts, counts)
+    pos += np.arange(total)
+    return pos
+
+
 def _big_endian_words(arr: np.ndarray) -> np.ndarray:
     """Rows as big-endian uint64 words (zero-padded), so bit i of the hash is bit 63 - i % 64
     of word i // 64 and a chunk is a shift and a mask."""
@@ -520,34 +531,67 @@ class MultiIndexHashIndex(HashIndex):
         self._starts = np.cumsum([0] + self.widths[:-1]).tolist()
         self._shifts = [(bits - s - w, (1 << w) - 1) for s, w in zip(self._starts, self.widths)]
         self._direct = _direct_ok(max(self.widths), n)
-        self._perm = np.empty(self.chunks * n, np.int32 if n < 2**31 else np.int64)
-        tables: list[np.ndarray] = []
-        base = 0
         self._base: list[int] = []
         be = _big_endian_words(arr)
+        if self._direct:
+            self._build_slots(be)
+        else:
+            self._build_sorted(be)
+        del be
+        self._plans: dict[int, _Plan] = {}
+
+    def _build_slots(self, be: np.ndarray) -> None:
+        """Direct tables: one pair of slots per chunk value, holding the bucket's ids (-1:
+        empty) when it has at most two, else -(start + 2) and -(count + 1) of its ids in the
+        overflow array. A lookup is one 8-byte gather per probe; a bucket of up to two ids (most
+        of them at the chosen widths, which put about one row in a bucket) needs no second
+        random access for its ids."""
+        n = self._n
+        dtype = np.int32 if self.chunks * n < 2**31 - 2 else np.int64
+        slots = np.full((sum(1 << w for w in self.widths), 2), -1, dtype)
+        overflow: list[np.ndarray] = []
+        base = filled = 0
+        for j, w in enumerate(self.widths):
+            vals = self._chunk_values(be, j)
+            order = _stable_order(vals, w)
+            counts = np.bincount(vals, minlength=1 << w)
+            starts = np.cumsum(counts) - counts
+            tab = slots[base : base + (1 << w)]
+            one = (counts >= 1) & (counts <= 2)
+            tab[one, 0] = order[starts[one]]
+            two = counts == 2
+            tab[two, 1] = order[starts[two] + 1]
+            big = counts > 2
+            if big.any():
+                c = counts[big]
+                tab[big, 0] = -(filled + np.cumsum(c) - c + 2)
+                tab[big, 1] = -(c + 1)
+                ids = order[np.repeat(big, counts)]
+                overflow.append(ids.astype(dtype))
+                filled += ids.size
+            self._base.append(base)
+            base += 1 << w
+        self._slots = slots
+        self._slot_words = slots.view(np.int64).ravel() if dtype is np.int32 else None
+        self._overflow = np.concatenate(overflow) if overflow else np.zeros(0, dtype)
+
+    def _build_sorted(self, be: np.ndarray) -> None:
+        """Wide chunks: every chunk's sorted (chunk << 32 | value) keys and the matching ids,
+        searched with ``np.searchsorted``."""
+        n = self._n
+        self._perm = np.empty(self.chunks * n, np.int32 if n < 2**31 else np.int64)
+        tables: list[np.ndarray] = []
         for j, w in enumerate(self.widths):
             vals = self._chunk_values(be, j)
             self._perm[j * n : (j + 1) * n] = _stable_order(vals, w)
-            if self._direct:
-                counts = np.bincount(vals, minlength=1 << w)
-                offs = np.empty((1 << w) + 1, np.int64)
-                offs[0] = 0
-                np.cumsum(counts, out=offs[1:])
-                tables.append(offs + j * n)
-                self._base.append(base)
-                base += (1 << w) + 1
-            else:
-                tables.append((j << 32) | vals[self._perm[j * n : (j + 1) * n]])
-                self._base.append(j << 32)
-        del be
-        flat = np.concatenate(tables) if tables else np.zeros(1, np.int64)
-        if self._direct and flat.size and int(flat.max()) < 2**31:
-            flat = flat.astype(np.int32)
-        self._table = flat
-        self._plans: dict[int, _Plan] = {}
+            tables.append((j << 32) | vals[self._perm[j * n : (j + 1) * n]])
+            self._base.append(j << 32)
+        self._table = np.concatenate(tables) if tables else np.zeros(1, np.int64)
 
     @property
     def nbytes(self) -> int:
+        if self._direct:
+            return int(self._rows.nbytes + self._slots.nbytes + self._overflow.nbytes)
         return int(self._rows.nbytes + self._perm.nbytes + self._table.nbytes)
 
     def _chunk_values(self, be: np.ndarray, j: int) -> np.ndarray:
@@ -633,20 +677,35 @@ class MultiIndexHashIndex(HashIndex):
 
     def _candidates(self, q: np.ndarray, plan: _Plan) -> np.ndarray:
         key = plan.key + (np.take(self._query_chunks(q), plan.chunk) ^ plan.mask)
-        if self._direct:
-            lo = np.take(self._table, key)
-            hi = np.take(self._table, key + 1)
-        else:
+        return self._lookup(key)[0]
+
+    def _lookup(self, key: np.ndarray, probes: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Ids in the buckets of ``key`` (with repeats) and, if asked, the probe each came from."""
+        if not self._direct:
             lo = np.searchsorted(self._table, key, "left")
             hi = np.searchsorted(self._table, key, "right")
-        counts = hi - lo
-        ends = np.cumsum(counts)
-        total = int(ends[-1]) if ends.size else 0
-        if total == 0:
-            return np.empty(0, np.int64)
-        pos = np.repeat(lo - ends + counts, counts)
-        pos += np.arange(total)
-        return np.take(self._perm, pos)
+            counts = hi - lo
+            cand = np.take(self._perm, _expand(lo, counts))
+            return cand, np.repeat(np.arange(key.size), counts) if probes else None
+        if self._slot_words is not None:
+            pairs = np.take(self._slot_words, key).view(self._slots.dtype).reshape(-1, 2)
+        else:
+            pairs = np.take(self._slots, key, axis=0)
+        flat = pairs.reshape(-1)
+        src = None
+        if probes:
+            sel = np.flatnonzero(flat >= 0)
+            cand, src = np.take(flat, sel), sel >> 1
+        else:
+            cand = flat[flat >= 0]
+        big = np.flatnonzero(pairs[:, 0] < -1)
+        if big.size:
+            counts = -1 - pairs[big, 1].astype(np.int64)
+            more = np.take(self._overflow, _expand(-2 - pairs[big, 0].astype(np.int64), counts))
+            cand = np.concatenate([cand, more])
+            if probes:
+                src = np.concatenate([src, np.repeat(big, counts)])
+        return cand, src
 
     def query(self, h: np.ndarray, threshold: int) -> Match:
         q = self._check_hash(h)
@@ -691,21 +750,11 @@ class MultiIndexHashIndex(HashIndex):
         nq, n = qs.shape[0], self._n
         qc = np.stack([self._query_chunks(q) for q in qs])
         key = (plan.key[None, :] + (np.take(qc, plan.chunk, axis=1) ^ plan.mask[None, :])).ravel()
-        if self._direct:
-            lo = np.take(self._table, key)
-            hi = np.take(self._table, key + 1)
-        else:
-            lo = np.searchsorted(self._table, key, "left")
-            hi = np.searchsorted(self._table, key, "right")
-        counts = (hi - lo).astype(np.int64)
-        ends = np.cumsum(counts)
-        total = int(ends[-1]) if ends.size else 0
-        if total == 0:
+        cand, src = self._lookup(key, probes=True)
+        if cand.size == 0:
             return [_empty_match() for _ in range(nq)]
-        pos = np.repeat(lo - ends + counts, counts)
-        pos += np.arange(total)
-        cand = np.take(self._perm, pos).astype(np.int64)
-        qid = np.repeat(np.arange(nq), counts.reshape(nq, -1).sum(axis=1))
+        cand = cand.astype(np.int64)
+        qid = src // max(1, plan.chunk.size)
         qw = _to_words(qs)
         g = np.take(self._rows, cand, axis=0)
         d = np.bitwise_count(g[:, 0] ^ np.take(qw[:, 0], qid)).astype(np.uint16)

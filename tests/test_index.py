@@ -357,3 +357,42 @@ def test_bench_index_pdq_data_is_clustered_real_hashes():
     near = [len(lin.query(q, 31)) for q in queries[is_near]]
     assert sum(n > 0 for n in near) >= 2  # edits of listed images are found
     assert max(len(lin.query(h, 31)) for h in hashes[:50]) > 1  # entries have neighbours
+
+
+def test_mih_bucket_slots_cover_empty_single_pair_and_overflow_buckets():
+    """Direct tables keep up to two ids inline and larger buckets in an overflow array; a
+    list with buckets of every kind must answer exactly, single and batched."""
+    rng = np.random.default_rng(11)
+    db = np.concatenate([rng.integers(0, 256, size=(3000, 32), dtype=np.uint8),
+                         np.repeat(rng.integers(0, 256, size=(1, 32), dtype=np.uint8), 2, axis=0),
+                         clustered_db(rng, 600, centres=3)])
+    mih = MultiIndexHashIndex(db, threshold=31, chunks=16, linear_fallback=False)
+    assert mih._direct
+    pairs = mih._slots
+    sizes = {"empty": (pairs[:, 0] == -1), "one": (pairs[:, 0] >= 0) & (pairs[:, 1] == -1),
+             "two": pairs[:, 1] >= 0, "overflow": pairs[:, 0] < -1}
+    assert all(v.any() for v in sizes.values()), {k: int(v.sum()) for k, v in sizes.items()}
+    assert mih._overflow.size == int((-1 - pairs[sizes["overflow"], 1]).sum())
+    qs = np.stack([flip(rng, db[int(i)], int(k)) for i, k in zip(rng.integers(0, len(db), 20), range(0, 40, 2))])
+    for q, m in zip(qs, mih.query_many(qs, 31)):
+        assert_same(m, *brute(db, q, 31))
+        assert_same(mih.query(q, 31), *brute(db, q, 31))
+
+
+def test_scan_over_several_blocks_collects_survivors_of_every_block(monkeypatch):
+    """Survivors of the first cut are verified together after the last block; matches in the
+    first, a middle and the short last block must all come back with their distances."""
+    import e2eebench.server.index as index_mod
+
+    monkeypatch.setattr(index_mod, "BLOCK_ROWS", 256)
+    rng = np.random.default_rng(5)
+    db = rng.integers(0, 256, size=(256 * 5 + 17, 32), dtype=np.uint8)
+    q = db[3].copy()
+    for i, k in ((3, 0), (700, 20), (256 * 5 + 10, 31), (900, 32)):
+        db[i] = flip(rng, q, k)
+    lin = LinearScanIndex(db)
+    for t in (31, 63, 256):
+        m = lin.query(q, t)
+        assert_same(m, *brute(db, q, t))
+    assert set(lin.query(q, 31).ids.tolist()) >= {3, 700, 256 * 5 + 10}
+    assert 900 not in lin.query(q, 31).ids.tolist()
