@@ -700,8 +700,9 @@ class MultiIndexHashIndex(HashIndex):
             cand = flat[flat >= 0]
         big = np.flatnonzero(pairs[:, 0] < -1)
         if big.size:
-            counts = -1 - pairs[big, 1].astype(np.int64)
-            more = np.take(self._overflow, _expand(-2 - pairs[big, 0].astype(np.int64), counts))
+            enc = np.take(pairs, big, axis=0).astype(np.int64)
+            counts = -1 - enc[:, 1]
+            more = np.take(self._overflow, _expand(-2 - enc[:, 0], counts))
             cand = np.concatenate([cand, more])
             if probes:
                 src = np.concatenate([src, np.repeat(big, counts)])
@@ -725,8 +726,11 @@ class MultiIndexHashIndex(HashIndex):
         if hit.size > 1:  # found through several chunks: sort by id, keep one of each
             order = np.argsort(ids, kind="stable")
             ids, dist = ids[order], dist[order]
-            first = np.r_[True, ids[1:] != ids[:-1]]
-            ids, dist = ids[first], dist[first]
+            first = np.empty(ids.size, bool)
+            first[0] = True
+            np.not_equal(ids[1:], ids[:-1], out=first[1:])
+            if not first.all():
+                ids, dist = ids[first], dist[first]
         return Match(ids, dist)
 
     def query_many(self, hs: np.ndarray, threshold: int) -> list[Match]:
