@@ -493,11 +493,12 @@ class MultiIndexHashIndex(HashIndex):
     the full Hamming distance, so the result equals the linear scan's exactly. When the probes
     would cost more than a scan (large T), the query falls back to the scan -- still exact.
 
-    Bucket tables: chunk values are sorted once (``perm``); a chunk of w <= ~log2(2n) bits gets
-    a table of 2**w bucket offsets (two gathers per probe), a wider one keeps the sorted values
-    and uses ``np.searchsorted``. All chunks share one flat ``perm`` and one offset/key array,
-    and the probes of a threshold are laid out once (:class:`_Plan`), so a query costs about
-    twenty numpy calls whatever m is.
+    Bucket tables: a chunk of w <= ~log2(2n) bits gets a direct table of 2**w slot pairs
+    that hold a bucket's ids when it has at most two (one 8-byte gather per probe, no second
+    random access) and point into an overflow array otherwise; a wider chunk keeps its sorted
+    values and ids and uses ``np.searchsorted``. All chunks share one flat table, and the
+    probes of a threshold are laid out once (:class:`_Plan`), so a query costs about twenty
+    numpy calls whatever m is.
     """
 
     name = "mih"
