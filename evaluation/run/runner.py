@@ -123,6 +123,7 @@ class SchemeRun:
     cpu_s: dict[str, float] = field(default_factory=dict)           # the whole run's CPU per party
     rule_check: tuple[int, int] | None = None  # (sampled verdicts equal to the plaintext rule, sampled)
     rule_outcomes: list[Outcome] | None = None  # every image message judged by the plaintext rule
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # measurements' indexes
 
     @property
     def name(self) -> str:
@@ -263,7 +264,7 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
     threshold = data.threshold if data.threshold is not None else \
         resolve_threshold(cfg.threshold, data.hasher, cfg.seed)
     scheme = scheme_class(name)(data.hasher, threshold, **(params or cfg.scheme_params.get(name, {})))
-    ledger = Ledger()
+    ledger = Ledger(spill=True)   # the bytes on disk: a long run holds only the transfer records
     channel = Channel(ledger)
     clock = PartyClock()
     rng = np.random.default_rng([cfg.seed, _seed_of(name)])
