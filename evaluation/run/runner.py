@@ -72,6 +72,7 @@ class RunData:
     threshold: int | None = None          # resolved before the run (see resolve_threshold)
     notice: str | None = None             # what the run changed to fit its corpus (sized down)
     _hashes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _nearest: dict[str, int] | None = field(default=None, repr=False)   # see nearest_distances
 
     def image_hash(self, message_id: str) -> np.ndarray:
         """The run hasher's hash of an image as sent, computed once per run (for measurements)."""
@@ -400,12 +401,16 @@ NEAR_BAND = 8              # "near-threshold": nearest list entry within thresho
 
 
 def nearest_distances(data: RunData) -> dict[str, int]:
-    """Each image message's distance to its nearest list entry (the plaintext rule's input)."""
+    """Each image message's distance to its nearest list entry (the plaintext rule's input),
+    computed once per run's data (every sampled scheme asks for it three times)."""
+    if data._nearest is not None:
+        return data._nearest
     db = np.unpackbits(np.asarray(data.db.hashes_for(data.hasher.name), np.uint8), axis=1).astype(np.float32)
     out = {}
     for m in data.workload.image_messages:
         h = np.unpackbits(np.asarray(data.image_hash(m.id), np.uint8)).astype(np.float32)
         out[m.id] = int((h @ (1 - db).T + (1 - h) @ db.T).min())
+    data._nearest = out
     return out
 
 
