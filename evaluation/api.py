@@ -75,36 +75,38 @@ def measure_config(config: RunConfig) -> list[Measurement]:
         _PREPARED.clear()
         data = _PREPARED[key] = prepare(config, threshold_source=calibrated_threshold)
     data = replace(data, config=config)
-    _, runs = run_comparison(config, data=data)
-    return [m for r in runs for m in measure(r, data, MEASUREMENTS)]
+    from e2eebench.evaluation.run.scheduling import run_schemes
+    if not config.schemes:
+        from e2eebench.protocols.errors import ConfigError
+        raise ConfigError("no schemes selected")
+    return run_schemes(data, config.schemes, MEASUREMENTS, keep_runs=False)[1]
 
 
 def run(config: RunConfig, db: str = "e2eebench.duckdb",
         progress: Callable[[str, int, int], None] | None = None, command: str = "run",
-        scheduler: str | None = None) -> RunResult:
+        scheduler: str | None = None, keep_runs: bool = True) -> RunResult:
     """Run the comparison, measure it, store it (one transaction) and return everything.
 
     ``scheduler``: a Dask scheduler address (or "local" for a 2-process local cluster) to run
-    the schemes as cluster tasks; ``runs`` is then empty (the party views stay on the workers).
+    the schemes as cluster tasks, or "processes" for two forked workers on this machine (the
+    standard profile's default); ``runs`` is then empty (the party views stay on the workers).
+    ``keep_runs=False``: ``runs`` is empty in process too, and each scheme's run is freed once
+    measured (peak memory: one scheme's, not every scheme's).
     Bad input (a config value, a missing folder for ``db``) is refused before any work starts.
     """
     check_config(config, "run config")
     ResultStore.check_path(db)
     if scheduler is None and config.profile == "standard":
-        scheduler = "local"       # the standard profile uses both cores (a 2-process local cluster)
-    if scheduler is None:
-        data, runs = run_comparison(config, progress, threshold_source=calibrated_threshold)
-        ms = [m for r in runs for m in measure(r, data, MEASUREMENTS)]
-    else:
-        from e2eebench.evaluation.run.scheduling import run_schemes
-        from e2eebench.protocols.registry import scheme_class
-        if not config.schemes:
-            from e2eebench.protocols.errors import ConfigError
-            raise ConfigError("no schemes selected")
-        for n in config.schemes:
-            scheme_class(n)
-        data = prepare(config, progress, threshold_source=calibrated_threshold)
-        runs, ms = run_schemes(data, config.schemes, MEASUREMENTS, scheduler, progress)
+        scheduler = "processes"   # both cores: two forked workers sharing the prepared work
+    from e2eebench.evaluation.run.scheduling import run_schemes
+    from e2eebench.protocols.registry import scheme_class
+    if not config.schemes:
+        from e2eebench.protocols.errors import ConfigError
+        raise ConfigError("no schemes selected")
+    for n in config.schemes:
+        scheme_class(n)
+    data = prepare(config, progress, threshold_source=calibrated_threshold)
+    runs, ms = run_schemes(data, config.schemes, MEASUREMENTS, scheduler, progress, keep_runs=keep_runs)
     ms = list(ms) + eu_scale_rows(ms)
     with ResultStore(db) as store:
         run_id = store.write_run(ms, command=command, config=data.config.to_dict(), seed=config.seed)

@@ -6,6 +6,8 @@ and rounds are counted from what actually crossed, never estimated.
 """
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -48,6 +50,59 @@ class Learned:
     message_id: str | None = None
 
 
+class _Spill:
+    """An anonymous temporary file that holds received bytes, so a long run's views live on disk
+    (read back in one pass by the probes), not in memory. Deleted when closed or collected."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()
+        self._fd = self._file.fileno()
+        self._end = 0
+
+    def put(self, data: bytes) -> tuple[int, int]:
+        at, n = self._end, len(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.pwrite(self._fd, view, self._end):]
+            self._end = at + n - len(view)
+        return at, n
+
+    def get(self, at: int, n: int) -> bytes:
+        return os.pread(self._fd, n, at) if n else b""
+
+
+class SpilledList:
+    """A list of tuples whose element ``slot`` (bytes) lives in a :class:`_Spill`: appends write
+    the bytes out, reads return the tuple with its bytes read back, in order."""
+
+    def __init__(self, spill: _Spill, slot: int) -> None:
+        self._spill, self._slot, self._rows = spill, slot, []
+
+    def append(self, row: tuple) -> None:
+        at_n = self._spill.put(row[self._slot])
+        self._rows.append(row[:self._slot] + (at_n,) + row[self._slot + 1:])
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __bool__(self) -> bool:
+        return bool(self._rows)
+
+    def _load(self, row: tuple) -> tuple:
+        return row[:self._slot] + (self._spill.get(*row[self._slot]),) + row[self._slot + 1:]
+
+    def __getitem__(self, i: int) -> tuple:
+        return self._load(self._rows[i])
+
+    def __iter__(self) -> Iterator[tuple]:
+        for row in self._rows:
+            yield self._load(row)
+
+    def meta(self) -> Iterator[tuple]:
+        """The rows without reading their bytes (the bytes' slot holds (offset, size))."""
+        return iter(self._rows)
+
+
 class Ledger:
     """What each party received (the bytes) and what it learned.
 
@@ -56,14 +111,20 @@ class Ledger:
     party was able to compute.
     """
 
-    def __init__(self, keep_bytes: bool = True):
+    def __init__(self, keep_bytes: bool = True, spill: bool = False):
+        """``spill``: keep the received and opened bytes in a temporary file (a run's ledger), so
+        memory holds only the transfer records however long the traffic."""
         self.keep_bytes = keep_bytes
-        self.received: dict[str, list[tuple[Transfer, bytes]]] = defaultdict(list)
+        self._spill = _Spill() if spill and keep_bytes else None
+        sp = self._spill
+        self.received: dict[str, list[tuple[Transfer, bytes]]] = \
+            defaultdict(list) if sp is None else defaultdict(lambda: SpilledList(sp, 1))  # type: ignore[arg-type]
         self.learned: list[Learned] = []
         # plaintexts a party obtained by decrypting bytes it received with its own keys, recorded
         # as bytes where the decryption happens: part of its raw view (probes read it), unlike
         # ``learned``, which is the scheme's own account of what the values mean (declared)
-        self.opened: dict[str, list[tuple[str | None, str, bytes]]] = defaultdict(list)
+        self.opened: dict[str, list[tuple[str | None, str, bytes]]] = \
+            defaultdict(list) if sp is None else defaultdict(lambda: SpilledList(sp, 2))  # type: ignore[arg-type]
 
     def record_receipt(self, transfer: Transfer, data: bytes) -> None:
         self.received[transfer.receiver].append((transfer, data if self.keep_bytes else b""))

@@ -162,7 +162,8 @@ def run_cmd(quick: bool = typer.Option(False, "--quick", help="the quick profile
                                                     help="pad the known list with labelled synthetic hashes to N entries (cost at N)"),
             db: Path = typer.Option(Path("e2eebench.duckdb"), "--db", help="results database (DuckDB file)"),
             scheduler: Optional[str] = typer.Option(None, "--scheduler",
-                                                    help="Dask scheduler address, or 'local' (default: in-process)"),
+                                                    help="Dask scheduler address, 'local' (a 2-process Dask cluster) or 'processes' "
+                                                         "(2 forked workers; the standard profile's default); default: in-process"),
             fmt: str = FormatOpt) -> None:
     """Run every selected scheme over the same traffic and print one row per scheme."""
     from e2eebench.evaluation.api import run
@@ -175,14 +176,14 @@ def run_cmd(quick: bool = typer.Option(False, "--quick", help="the quick profile
         if not p.is_dir():
             raise InputError(f"not a readable folder: {p}")
     with progress_bar() as cb:
-        result = run(cfg, db=str(db), progress=cb, scheduler=scheduler)
+        result = run(cfg, db=str(db), progress=cb, scheduler=scheduler, keep_runs=False)
     if result.data.notice:
         print(f"e2eebench: note: {result.data.notice}", file=sys.stderr)
     cfg = result.data.config
     order = {n: i for i, n in enumerate(cfg.schemes)}  # rows in the order the user asked for
     df = result.measurements.sort_values("scheme", key=lambda c: c.map(order), kind="stable")
     title = (f"run {result.run_id} (seed {cfg.seed}, {cfg.hasher}, {cfg.corpus}, list {len(result.data.db)}, "
-             f"threshold {cfg.threshold}: {result.runs[0].scheme.threshold if result.runs else 'n/a'})")
+             f"threshold {cfg.threshold}: {result.data.threshold if result.data.threshold is not None else 'n/a'})")
     if fmt == "table":
         from e2eebench.evaluation.run.output import render_run_terminal
         render_run_terminal(df, title, order=cfg.schemes)

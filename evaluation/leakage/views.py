@@ -16,6 +16,7 @@ about the image, not who is talking (which the relay knows by design).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from e2eebench.protocols.errors import ProtocolError
@@ -47,39 +48,94 @@ def _blank(data: bytes, ids: tuple[bytes, ...]) -> bytes:
     return data
 
 
-def party_views(run: SchemeRun, data: RunData) -> dict[str, dict[str, MessageView]]:
-    """party -> image message id -> its view of that message (only messages this scheme ran)."""
-    msgs = {m.id: m for m in data.workload.image_messages}
-    ran = {o.message_id for o in run.outcomes if o.has_image and o.sent}
-    out: dict[str, dict[str, MessageView]] = defaultdict(dict)
-    for party, items in run.ledger.received.items():
-        for t, raw in items:
-            if t.message_id not in ran:
-                continue
-            m = msgs[t.message_id]
-            ids = (m.sender.encode(), m.recipient.encode(), m.id.encode())
-            v = out[party].setdefault(t.message_id, MessageView())
+class PartyViews(Mapping):
+    """One party's views, message id -> :class:`MessageView`, built when read: only an index of
+    the ledger's rows is held, so a long run's views are read back one message at a time."""
+
+    def __init__(self, received, opened, msgs: dict) -> None:
+        self._received, self._opened, self._msgs = received, opened, msgs
+        self._rows: dict[str, tuple[list[int], list[int]]] = {}
+        self._bounds: dict[int, tuple[int, int, int] | None] = {}   # parsed envelopes: (payload, body) offsets
+
+    def _add(self, mid: str, which: int, i: int) -> None:
+        self._rows.setdefault(mid, ([], []))[which].append(i)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self):
+        return iter(self._rows)
+
+    def __getitem__(self, mid: str) -> MessageView:
+        recv, opened = self._rows[mid]
+        m = self._msgs[mid]
+        ids = (m.sender.encode(), m.recipient.encode(), m.id.encode())
+        v = MessageView()
+        for i in recv:
+            t, raw = self._received[i]
             if t.label in ENVELOPE_LABELS:
-                try:
-                    env = parse_envelope(raw)
-                except ProtocolError:
-                    env = None
-                if env is not None:
-                    v.payload_lengths.append(len(env.payload))
-                    v.sizes.append(len(env.payload))
-                    v.raw.append(_blank(env.payload, ids))
-                    v.raw.append(env.ciphertext)  # the body as it crossed (E2EE or transport)
+                if i not in self._bounds:   # parsed once; later reads slice at the same offsets
+                    self._bounds[i] = _envelope_bounds(raw)
+                b = self._bounds[i]
+                if b is not None:
+                    payload = raw[b[0]:b[1]]
+                    v.payload_lengths.append(len(payload))
+                    v.sizes.append(len(payload))
+                    v.raw.append(_blank(payload, ids))
+                    v.raw.append(raw[b[2]:])  # the body as it crossed (E2EE or transport)
                     continue
             v.sizes.append(t.size)
             v.raw.append(_blank(raw, ids))
+        for i in opened:
+            _, label, plain = self._opened[i]
+            v.opened.append((label, _blank(plain, ids)))
+        return v
+
+
+def _envelope_bounds(raw: bytes) -> tuple[int, int, int] | None:
+    """Where the detection payload and the body lie in an envelope (public wire format), or None
+    when it does not parse as one."""
+    try:
+        env = parse_envelope(raw)
+    except ProtocolError:
+        return None
+    body = len(raw) - len(env.ciphertext)
+    end = body - 4                       # the body's 4-byte length field follows the payload
+    if raw[end - len(env.payload):end] != env.payload or raw[body:] != env.ciphertext:
+        raise ProtocolError("envelope layout changed: update views._envelope_bounds")
+    return end - len(env.payload), end, body
+
+
+def _rows(items):
+    """A ledger list's rows without reading their bytes where it is spilled to disk."""
+    meta = getattr(items, "meta", None)
+    return meta() if meta is not None else iter(items)
+
+
+def party_views(run: SchemeRun, data: RunData) -> dict[str, PartyViews]:
+    """party -> image message id -> its view of that message (only messages this scheme ran).
+    Views are built on access (see :class:`PartyViews`); iterating a party reads each once."""
+    ran = frozenset(o.message_id for o in run.outcomes if o.has_image and o.sent)
+    cache = run.cache.setdefault("party_views", {})
+    if ran not in cache:   # one index per run (probes ask several times)
+        cache.clear()
+        cache[ran] = _party_views(run, data, ran)
+    return cache[ran]
+
+
+def _party_views(run: SchemeRun, data: RunData, ran: frozenset) -> dict[str, PartyViews]:
+    msgs = {m.id: m for m in data.workload.image_messages}
+    out: dict[str, PartyViews] = {}
+    for party, items in run.ledger.received.items():
+        for i, (t, _) in enumerate(_rows(items)):
+            if t.message_id in ran:
+                out.setdefault(party, PartyViews(items, run.ledger.opened.get(party, ()), msgs)).\
+                    _add(t.message_id, 0, i)
     for party, items in run.ledger.opened.items():
-        for mid, label, plain in items:
-            if mid not in ran:
-                continue
-            m = msgs[mid]
-            out[party].setdefault(mid, MessageView()).opened.append(
-                (label, _blank(plain, (m.sender.encode(), m.recipient.encode(), m.id.encode()))))
-    return dict(out)
+        for i, (mid, _, _) in enumerate(_rows(items)):
+            if mid in ran:
+                out.setdefault(party, PartyViews(run.ledger.received.get(party, ()), items, msgs))._add(mid, 1, i)
+    return out
 
 
 def observer_features(run: SchemeRun, data: RunData) -> dict[tuple[str, str], dict[str, tuple]]:
@@ -91,10 +147,10 @@ def observer_features(run: SchemeRun, data: RunData) -> dict[tuple[str, str], di
     ran = {o.message_id for o in run.outcomes if o.has_image and o.sent}
     envelope_payload: dict[int, int] = {}
     for party, items in run.ledger.received.items():
-        for t, raw in items:
+        for i, (t, _) in enumerate(_rows(items)):
             if t.message_id in ran and t.label in ENVELOPE_LABELS:
                 try:
-                    envelope_payload[t.seq] = len(parse_envelope(raw).payload)
+                    envelope_payload[t.seq] = len(parse_envelope(items[i][1]).payload)
                 except ProtocolError:
                     pass
     out: dict[tuple[str, str], dict[str, list]] = {}

@@ -202,34 +202,71 @@ def provider_raw_view(run: SchemeRun):
         yield data
 
 
+class NeedleScan:
+    """Exact multi-needle search over byte chunks, vectorised: every needle (>= 8 bytes) is keyed
+    by its first 8 bytes (shorter ones are searched with ``in``); each 8-byte window of a chunk is looked up among the keys (one sorted
+    search), and a window that matches a key is compared with that needle in full. A needle
+    occurs in a chunk exactly when it is reported: its prefix matches where it starts."""
+
+    def __init__(self, needles: list[bytes]) -> None:
+        self.needles = needles
+        self._short = [j for j, n in enumerate(needles) if len(n) < 8]   # found with ``in``
+        keys = np.array([np.frombuffer(n[:8], "<u8")[0] if len(n) >= 8 else 0 for n in needles], np.uint64)
+        self._order = np.argsort(keys, kind="stable")
+        self._keys = keys[self._order]
+        self._low = np.zeros(1 << 16, bool)          # a first cut on each key's low 16 bits
+        self._low[(self._keys & np.uint64(0xFFFF)).astype(np.intp)] = True
+
+    def found(self, chunk: bytes) -> set[int]:
+        """Indices of the needles that occur in ``chunk``."""
+        out = {j for j in self._short if self.needles[j] in chunk}
+        if len(chunk) < 8 or not self.needles:
+            return out
+        for r in range(8):   # the windows starting at r, r + 8, ...: one zero-copy view each
+            count = (len(chunk) - r) // 8
+            if count <= 0:
+                continue
+            w = np.frombuffer(chunk, "<u8", count=count, offset=r)
+            cand = np.flatnonzero(self._low[(w & np.uint64(0xFFFF)).astype(np.intp)])
+            if not len(cand):
+                continue
+            lo = np.searchsorted(self._keys, w[cand], "left")
+            ok = (lo < len(self._keys)) & (self._keys[np.minimum(lo, len(self._keys) - 1)] == w[cand])
+            for k, i in zip(cand[ok].tolist(), lo[ok].tolist()):
+                pos, key = r + 8 * k, w[k]
+                while i < len(self._keys) and self._keys[i] == key:
+                    j = int(self._order[i])
+                    n = self.needles[j]
+                    if j not in out and len(n) >= 8 and chunk[pos:pos + len(n)] == n:
+                        out.add(j)
+                    i += 1
+        return out
+
+
 def canary_scan(run: SchemeRun, data: RunData) -> dict[str, int]:
     """Look for benign image bytes and benign hashes (raw and hex) in the provider's raw view, over
-    the benign image messages this scheme ran (n counts only those). One pass of an Aho-Corasick
-    automaton (pyahocorasick) over the view: time linear in the view plus the needles."""
-    import ahocorasick
-
+    the benign image messages this scheme ran (n counts only those). One vectorised pass of a
+    :class:`NeedleScan` over the view: time linear in the view plus the needles."""
     ran = _run_ids(run)
     benign_msgs = [m for m in data.workload.image_messages if not m.known and m.id in ran]
-    auto = ahocorasick.Automaton()
-    needles: dict[str, set] = {}
+    needles: dict[bytes, set] = {}
     hashes = set()
     for m in benign_msgs:
         png = data.png[m.id]
         needle = png[len(png) // 2: len(png) // 2 + 48]
         if needle:
-            needles.setdefault(needle.decode("latin-1"), set()).add(("image", m.id))
+            needles.setdefault(needle, set()).add(("image", m.id))
         h = data.image_hash(m.id).tobytes()
         hashes.add(h)
         for form in (h, h.hex().encode()):
-            needles.setdefault(form.decode("latin-1"), set()).add(("hash", h))
-    for key, tags in needles.items():
-        auto.add_word(key, tags)
+            needles.setdefault(form, set()).add(("hash", h))
     found_img, found_hash = set(), set()
     if needles:
-        auto.make_automaton()
+        keys = list(needles)
+        scan = NeedleScan(keys)
         for chunk in provider_raw_view(run):
-            for _, tags in auto.iter(chunk.decode("latin-1")):
-                for kind, ref in tags:
+            for j in scan.found(chunk):
+                for kind, ref in needles[keys[j]]:
                     (found_img if kind == "image" else found_hash).add(ref)
     return {"images": len(benign_msgs), "image_hits": len(found_img), "hashes": len(hashes),
             "hash_hits": len(found_hash)}

@@ -72,6 +72,7 @@ class RunData:
     threshold: int | None = None          # resolved before the run (see resolve_threshold)
     notice: str | None = None             # what the run changed to fit its corpus (sized down)
     _hashes: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _nearest: dict[str, int] | None = field(default=None, repr=False)   # see nearest_distances
 
     def image_hash(self, message_id: str) -> np.ndarray:
         """The run hasher's hash of an image as sent, computed once per run (for measurements)."""
@@ -123,6 +124,7 @@ class SchemeRun:
     cpu_s: dict[str, float] = field(default_factory=dict)           # the whole run's CPU per party
     rule_check: tuple[int, int] | None = None  # (sampled verdicts equal to the plaintext rule, sampled)
     rule_outcomes: list[Outcome] | None = None  # every image message judged by the plaintext rule
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)  # measurements' indexes
 
     @property
     def name(self) -> str:
@@ -263,7 +265,7 @@ def run_scheme(name: str, data: RunData, progress: Callable[[str, int, int], Non
     threshold = data.threshold if data.threshold is not None else \
         resolve_threshold(cfg.threshold, data.hasher, cfg.seed)
     scheme = scheme_class(name)(data.hasher, threshold, **(params or cfg.scheme_params.get(name, {})))
-    ledger = Ledger()
+    ledger = Ledger(spill=True)   # the bytes on disk: a long run holds only the transfer records
     channel = Channel(ledger)
     clock = PartyClock()
     rng = np.random.default_rng([cfg.seed, _seed_of(name)])
@@ -399,12 +401,16 @@ NEAR_BAND = 8              # "near-threshold": nearest list entry within thresho
 
 
 def nearest_distances(data: RunData) -> dict[str, int]:
-    """Each image message's distance to its nearest list entry (the plaintext rule's input)."""
+    """Each image message's distance to its nearest list entry (the plaintext rule's input),
+    computed once per run's data (every sampled scheme asks for it three times)."""
+    if data._nearest is not None:
+        return data._nearest
     db = np.unpackbits(np.asarray(data.db.hashes_for(data.hasher.name), np.uint8), axis=1).astype(np.float32)
     out = {}
     for m in data.workload.image_messages:
         h = np.unpackbits(np.asarray(data.image_hash(m.id), np.uint8)).astype(np.float32)
         out[m.id] = int((h @ (1 - db).T + (1 - h) @ db.T).min())
+    data._nearest = out
     return out
 
 
