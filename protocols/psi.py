@@ -7,11 +7,11 @@ Per image the device builds a *voucher* the provider can open only if the image'
 the list. With the paper's two-scalar random self-reduction (``blinding="two-scalar"``):
 
     b, c random;  Q = b*H(x) + c*G;  for each cuckoo hash function i, w_i = h_i(x):
-    S_i = b*T[w_i] + c*L;  ct_i = AES-GCM(K_i, rkey), K_i = KDF(S_i || Q || i);
+    S_i = b*T[w_i] + c*L;  chk_i || pad_i = KDF(S_i || Q || magic || i);  ct_i = chk_i || rkey xor pad_i;
     rct = AES-GCM(rkey, payload, ad = bind(account, message) || magic || Q || ct_0 .. ct_{k-1})
 
-The provider computes ``a * Q`` once (one scalar multiplication) and tries each ``ct_i`` with
-``KDF(a*Q || Q || i)``: ``S_i = a*Q`` iff ``T[w_i] = a*H(x)``; otherwise ``(Q, S_i)`` is a uniform
+The provider computes ``a * Q`` once (one scalar multiplication) and compares each ``chk_i``
+with ``KDF(a*Q || Q || magic || i)``: ``S_i = a*Q`` iff ``T[w_i] = a*H(x)``; otherwise ``(Q, S_i)`` is a uniform
 pair whatever the table holds. The device never learns the verdict. ``tpsi-ad`` adds a per-account
 t-of-n inner layer keyed to distinct images, synthetic vouchers and a detectable hash function;
 ``psi-ad-lsh`` runs psi-ad over hash chunks. Byte-level formats, what each party learns, every
@@ -20,10 +20,11 @@ difference from the paper and the dishonest-client analysis are in docs/psi.md.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -45,11 +46,11 @@ from e2eebench.protocols.framework import Param, Prepared, Scheme, register
 from e2eebench.server.database import KnownHashDatabase
 
 H_DOMAIN = b"e2eebench/psi-ad/H/v1"
-KDF_PERSON = b"e2ee-psi-kdf-v2"  # 15 bytes (blake2b personalisation is at most 16)
+KDF_PERSON = b"e2ee-psi-kdf-v3"  # 15 bytes (blake2b personalisation is at most 16)
 TAG_BYTES = 16
 NONCE_BYTES = 12
 RKEY_BYTES = 32
-KEY_CT = RKEY_BYTES + TAG_BYTES  # ct_i: the voucher key under one slot's key
+KEY_CT = TAG_BYTES + RKEY_BYTES  # ct_i: key check (16) || voucher key xor pad (32)
 BIND_BYTES = 32
 DERIV_SIDE = 16
 DERIV_BYTES = DERIV_SIDE * DERIV_SIDE
@@ -72,9 +73,36 @@ def binding(account: str, message_id: str) -> bytes:
     return hashlib.sha256(b"e2eebench/psi-bind/v1" + struct.pack(">H", len(a)) + a + m).digest()
 
 
-def slot_key(s: bytes, q: bytes, i: int) -> bytes:
-    """K_i = BLAKE2b-256(S || Q || i): a random-oracle KDF (one call, ~1 us)."""
-    return hashlib.blake2b(s + q + bytes([i]), digest_size=32, person=KDF_PERSON).digest()
+def slot_pad(s: bytes, q: bytes, magic: bytes, i: int) -> bytes:
+    """(chk_i || pad_i) = BLAKE2b-384(S || Q || magic || i): one random-oracle KDF call per slot
+    gives both the 16-byte key check and the 32-byte pad that wraps the voucher key."""
+    return hashlib.blake2b(s + q + magic + bytes([i]), digest_size=KEY_CT, person=KDF_PERSON).digest()
+
+
+def _xor32(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(RKEY_BYTES, "little")
+
+
+def fast_draw(rng: np.random.Generator) -> Callable[[int], bytes]:
+    """Seeded random bytes straight from the generator's bit stream (PCG64 words), ~10x cheaper
+    per call than ``Generator.bytes``, which goes through ``integers``; deterministic by seed."""
+    raw = rng.bit_generator.random_raw
+
+    def draw(n: int) -> bytes:
+        return raw((n + 7) // 8).tobytes()[:n]
+    return draw
+
+
+def _scalars(raw: bytes, draw: Callable[[int], bytes]) -> list[bytes]:
+    """Scalars from 64-byte blocks of ``raw`` (each reduced mod L, bias < 2^-259); a zero is redrawn."""
+    out = []
+    for j in range(0, len(raw), 64):
+        s = (int.from_bytes(raw[j: j + 64], "little") % L).to_bytes(32, "little")
+        out.append(s if s != _ZERO_SCALAR else random_scalar_bytes(draw))
+    return out
+
+
+_ZERO_SCALAR = bytes(32)
 
 
 def inner_key(secret: int, what: bytes) -> bytes:
@@ -185,61 +213,72 @@ def device_mults(n_hashes: int, blinding: str) -> dict[str, int]:
     return {"variable_base": 2 + n_hashes, "fixed_base": 1, "additions": 1 + n_hashes}
 
 
-def _seal(q: bytes, keys: list[bytes | None], plaintext: bytes, ad: bytes, magic: bytes,
-          rng: np.random.Generator) -> bytes:
-    """The voucher: magic | Q | k key ciphertexts (random bytes where a key is None) | payload
-    ciphertext, whose associated data covers the binding and every byte before it."""
-    rkey = rng.bytes(RKEY_BYTES)
-    aead = AESGCM
-    head = magic + q + b"".join(aead(k).encrypt(ZERO_NONCE, rkey, magic + bytes([i])) if k is not None
-                                else rng.bytes(KEY_CT) for i, k in enumerate(keys))
-    return head + aead(rkey).encrypt(ZERO_NONCE, plaintext, ad + head)
+def _seal(q: bytes, pads: list[bytes | None], rkey: bytes, filler: bytes, plaintext: bytes, ad: bytes,
+          magic: bytes) -> bytes:
+    """The voucher: magic | Q | k key ciphertexts | payload ciphertext, whose associated data
+    covers the binding and every byte before it. ct_i = chk_i || rkey xor pad_i from
+    ``slot_pad``; where a pad is None (a synthetic voucher's other positions) 48 bytes of
+    ``filler`` stand in, as random as a real ct_i to anyone without S_i."""
+    cts = []
+    for i, d in enumerate(pads):
+        cts.append(d[:TAG_BYTES] + _xor32(rkey, d[TAG_BYTES:]) if d is not None
+                   else filler[i * KEY_CT:(i + 1) * KEY_CT])
+    head = magic + q + b"".join(cts)
+    return head + AESGCM(rkey).encrypt(ZERO_NONCE, plaintext, ad + head)
 
 
 def make_voucher(dt: DeviceTable, element: bytes, plaintext: bytes, ad: bytes, magic: bytes,
                  rng: np.random.Generator, hx: bytes | None = None, blinding: str = "two-scalar") -> bytes:
     """Real voucher for ``element``: see the module docstring; ciphertexts in the fixed order
-    of the hash functions, so the voucher does not say which slot could open it."""
+    of the hash functions, so the voucher does not say which slot could open it.
+
+    All of a voucher's randomness (scalars, voucher key) is one draw from the generator."""
+    if blinding not in BLINDINGS:
+        raise ConfigError(f"blinding must be one of {BLINDINGS}, got {blinding!r}")
     hpoint = hx if hx is not None else hash_to_group_bytes(element, H_DOMAIN)
     slots = dt.slots(element)
-    mul, table, draw = mul_bytes, dt.table, rng.bytes
+    draw = fast_draw(rng)
+    n_sc = 1 if blinding == "one-scalar" else 2
+    raw = draw(64 * n_sc + RKEY_BYTES)
+    scalars, rkey = _scalars(raw[:64 * n_sc], draw), raw[64 * n_sc:]
     # Table entries are decoded only here, inside libsodium's multiplication (decoding the whole
     # bundle at load would cost ~5 us per slot); a bad entry fails there and is reported as
     # MalformedMessage. L is decoded at load. Honest inputs cannot fail (scalars are nonzero).
     try:
-        return _seal(*_blind(hpoint, slots, table, dt.public, mul, draw, blinding), plaintext, ad, magic, rng)
+        q, ss = _blind(hpoint, slots, dt.table, dt.public, scalars)
     except RuntimeError as exc:
         raise MalformedMessage("bundle table entry at this element's slots is not a valid group element") from exc
+    return _seal(q, [slot_pad(si, q, magic, i) for i, si in enumerate(ss)], rkey, b"", plaintext, ad, magic)
 
 
-def _blind(hpoint: bytes, slots: list[int], table: list[bytes], public: bytes, mul, draw,
-           blinding: str) -> tuple[bytes, list[bytes]]:
-    """(Q, [K_0 .. K_{k-1}]) for a real voucher under the chosen blinding."""
-    if blinding == "one-scalar":
-        r = random_scalar_bytes(draw)
-        q = mul(r, hpoint)
-        ss = [mul(r, table[w]) for w in slots]
-    elif blinding == "two-scalar":
-        b, c = random_scalar_bytes(draw), random_scalar_bytes(draw)
-        add = add_bytes
-        q = add(mul(b, hpoint), base_mul_bytes(c))
-        cl = mul(c, public)
-        ss = [add(mul(b, table[w]), cl) for w in slots]
-    else:
-        raise ConfigError(f"blinding must be one of {BLINDINGS}, got {blinding!r}")
-    return q, [slot_key(si, q, i) for i, si in enumerate(ss)]
+def _blind(hpoint: bytes, slots: list[int], table: list[bytes], public: bytes,
+           scalars: list[bytes]) -> tuple[bytes, list[bytes]]:
+    """(Q, [S_0 .. S_{k-1}]) for a real voucher: one scalar r (Q = r*H(x), S_i = r*T[w_i]) or
+    two, b and c (Q = b*H(x) + c*G, S_i = b*T[w_i] + c*L)."""
+    mul = mul_bytes
+    if len(scalars) == 1:
+        r = scalars[0]
+        return mul(r, hpoint), [mul(r, table[w]) for w in slots]
+    b, c = scalars
+    add = add_bytes
+    q = add(mul(b, hpoint), base_mul_bytes(c))
+    cl = mul(c, public)
+    return q, [add(mul(b, table[w]), cl) for w in slots]
 
 
 def make_synthetic(dt: DeviceTable, plaintext: bytes, ad: bytes, magic: bytes,
                    rng: np.random.Generator) -> bytes:
     """Synthetic voucher: Q = c*G, S = c*L, one key ciphertext at a position j drawn like the
-    table's real placements: the provider's a*Q = S, so it opens whatever the image."""
-    c = random_scalar_bytes(rng.bytes)
+    table's real placements (the others random bytes): the provider's a*Q = S, so it opens
+    whatever the image."""
+    draw = fast_draw(rng)
+    raw = draw(64 + RKEY_BYTES + dt.n_hashes * KEY_CT)
+    c, rkey, filler = _scalars(raw[:64], draw)[0], raw[64:64 + RKEY_BYTES], raw[64 + RKEY_BYTES:]
     q = base_mul_bytes(c)
     s = mul_bytes(c, dt.public)
     j = int(np.searchsorted(np.cumsum(dt.placed), rng.integers(0, 1000), side="right"))
-    keys: list[bytes | None] = [slot_key(s, q, j) if i == j else None for i in range(dt.n_hashes)]
-    return _seal(q, keys, plaintext, ad, magic, rng)
+    pads: list[bytes | None] = [slot_pad(s, q, magic, j) if i == j else None for i in range(dt.n_hashes)]
+    return _seal(q, pads, rkey, filler, plaintext, ad, magic)
 
 
 class _Pending:
@@ -263,8 +302,8 @@ def open_voucher(pt: ProviderTable, voucher: bytes, ad: bytes, magic: bytes, pla
     """(index, plaintext) if the voucher opens, None if not; typed errors on bad input.
 
     One scalar multiplication (libsodium decodes Q inside it and fails unless Q is a canonical
-    ristretto255 encoding of a non-identity element), k KDF calls and at most k small AES-GCM tag checks. A voucher
-    whose key opens but whose payload fails its AEAD check (any byte altered: the associated
+    ristretto255 encoding of a non-identity element), k KDF calls with a 16-byte key check
+    each, and one AES-GCM decryption if a check passes. A voucher whose key opens but whose payload fails its AEAD check (any byte altered: the associated
     data covers the binding, Q and every key ciphertext; or made for another account or
     message) is ``AuthenticationFailed``; a non-matching voucher cannot be checked by anyone
     and is simply a non-match.
@@ -272,23 +311,27 @@ def open_voucher(pt: ProviderTable, voucher: bytes, ad: bytes, magic: bytes, pla
     n = voucher_len(pt.n_hashes, plain)
     if not isinstance(voucher, (bytes, bytearray)) or len(voucher) != n:
         raise MalformedMessage(f"voucher must be {n} bytes, got {len(voucher)}")
+    voucher = bytes(voucher)
     if voucher[:4] != magic:
         raise MalformedMessage("voucher has the wrong magic")
-    q = bytes(voucher[4:4 + POINT_BYTES])
+    q = voucher[4:4 + POINT_BYTES]
     if q in seen:
         raise ReplayError("voucher was already received once (same Q)")
-    s = mul_many_bytes([q], pt.alpha)[0]  # MalformedMessage if Q is not a valid group element
+    try:  # libsodium decodes Q inside the multiplication: RuntimeError unless a valid element
+        s = mul_bytes(pt.alpha.data, q)
+    except RuntimeError as exc:
+        raise MalformedMessage("voucher Q is not a valid group element") from exc
     seen.add(q)
     off = 4 + POINT_BYTES
     for i in range(pt.n_hashes):
         c = voucher[off + i * KEY_CT: off + (i + 1) * KEY_CT]
-        try:
-            rkey = AESGCM(slot_key(s, q, i)).decrypt(ZERO_NONCE, c, magic + bytes([i]))
-        except InvalidTag:
+        d = slot_pad(s, q, magic, i)
+        if not hmac.compare_digest(d[:TAG_BYTES], c[:TAG_BYTES]):
             continue
+        rkey = _xor32(c[TAG_BYTES:], d[TAG_BYTES:])
         body = off + pt.n_hashes * KEY_CT
         try:
-            return i, AESGCM(rkey).decrypt(ZERO_NONCE, voucher[body:], ad + bytes(voucher[:body]))
+            return i, AESGCM(rkey).decrypt(ZERO_NONCE, voucher[body:], ad + voucher[:body])
         except InvalidTag:
             raise AuthenticationFailed("voucher opened but its payload fails AEAD under the opened key "
                                        "(altered, or made for another account or message)") from None
