@@ -159,6 +159,33 @@ def interpolate_at(shares: Sequence[Share], x0: int = 0) -> int:
     return total * pow(den, -1, L) % L
 
 
+def interpolate_coeffs(shares: Sequence[Share]) -> list[int]:
+    """Coefficients (lowest degree first) of the polynomial through the shares, O(n^2) once, so
+    that later points are checked by Horner's rule (:func:`evaluate_poly`, n multiplications)
+    instead of a fresh O(n^2) interpolation each."""
+    xs = [s.x for s in shares]
+    if len(set(xs)) != len(xs):
+        raise InputError("shares have duplicate x values")
+    n = len(xs)
+    master = [1]  # prod_j (X - x_j), lowest degree first
+    for xj in xs:
+        master = [(a - xj * b) % L for a, b in zip([0] + master, master + [0])]
+    out = [0] * n
+    for si in shares:
+        quot, acc = [0] * n, 0  # master / (X - x_i) by synthetic division (exact)
+        for k in range(n, 0, -1):
+            acc = (master[k] + acc * si.x) % L
+            quot[k - 1] = acc
+        w = si.y * pow(_horner(quot, si.x), -1, L) % L
+        out = [(o + w * q) % L for o, q in zip(out, quot)]
+    return out
+
+
+def evaluate_poly(coeffs: Sequence[int], x: int) -> int:
+    """P(x) mod L for coefficients lowest degree first."""
+    return _horner(coeffs, x)
+
+
 def reconstruct(shares: Sequence[Share], t: int) -> int:
     """The secret from the first t shares (all assumed genuine); InputError if fewer than t."""
     _check_t(t)
@@ -390,11 +417,12 @@ class DetectableHash:
         self.t, self.s = int(t), int(s)
         raw = as_random_bytes(rng)(8 * self.s * (self.t - 1))
         self._c = (np.frombuffer(raw, dtype="<u8") % np.uint64(DHF_P)).astype(np.int64).reshape(self.s, self.t - 1)
+        self._ct = np.ascontiguousarray(self._c.T)  # evaluate() multiplies by the transpose every voucher
 
     def evaluate(self, x: int) -> np.ndarray:
         if self.t == 1:
             return np.zeros(self.s, dtype=np.int64)
-        return _matvec(self._c.T.copy(), _phi(dhf_x(x), self.t - 1))
+        return _matvec(self._ct, _phi(dhf_x(x), self.t - 1))
 
     @property
     def key_bytes(self) -> int:
@@ -533,7 +561,7 @@ def measure_dhf_reconstruction(t: int, n_real: int, n_fake: int, s: int | None =
 
 __all__ = [
     "SHARE_BYTES", "Share", "ShareGenerator", "RobustResult", "share_x", "random_field_element",
-    "split", "synthetic_share", "interpolate_at", "reconstruct", "max_correctable",
+    "split", "synthetic_share", "interpolate_at", "interpolate_coeffs", "evaluate_poly", "reconstruct", "max_correctable",
     "robust_reconstruct", "measure_robust", "PRF_KEY_BYTES", "share_x_prf", "prf_bytes", "DHF_P",
     "DHF_BYTES", "dhf_x", "dhf_decode", "dhf_encode", "DetectableHash", "dhf_random", "dhf_column",
     "DhfDetector", "measure_dhf_reconstruction",

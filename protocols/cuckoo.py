@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import struct
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -54,6 +55,21 @@ def candidate_slots_for(key: bytes, seed: bytes, n_slots: int, n_hashes: int) ->
         raise InputError("cuckoo key must be bytes")
     d = hashlib.blake2b(key, digest_size=8 * n_hashes, key=_check_seed(seed), person=_PERSON).digest()
     return [int.from_bytes(d[8 * i : 8 * i + 8], "little") % n_slots for i in range(n_hashes)]
+
+
+def slot_function(seed: bytes, n_slots: int, n_hashes: int) -> Callable[[bytes], list[int]]:
+    """``candidate_slots_for`` with the seed and shape fixed: the keyed BLAKE2b state is set up
+    once and copied per call (the device computes the slots of every image it sends)."""
+    base = hashlib.blake2b(digest_size=8 * n_hashes, key=_check_seed(seed), person=_PERSON)
+    fmt = struct.Struct(f"<{n_hashes}Q")
+
+    def slots(key: bytes) -> list[int]:
+        if not isinstance(key, (bytes, bytearray)):
+            raise InputError("cuckoo key must be bytes")
+        h = base.copy()
+        h.update(key)
+        return [v % n_slots for v in fmt.unpack(h.digest())]
+    return slots
 
 
 @dataclass(frozen=True)

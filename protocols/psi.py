@@ -38,9 +38,10 @@ from e2eebench.protocols.crypto_group import (L, POINT_BYTES, Point, Scalar, add
                                               random_scalar_bytes)
 from e2eebench.protocols.crypto_sharing import (DHF_BYTES, PRF_KEY_BYTES, SHARE_BYTES, DetectableHash,
                                                 DhfDetector, Share, ShareGenerator, dhf_column, dhf_decode,
-                                                dhf_encode, dhf_random, interpolate_at, prf_bytes,
+                                                dhf_encode, dhf_random, evaluate_poly, interpolate_at,
+                                                interpolate_coeffs, prf_bytes,
                                                 random_field_element, robust_reconstruct, share_x_prf)
-from e2eebench.protocols.cuckoo import CuckooTable, candidate_slots_for
+from e2eebench.protocols.cuckoo import CuckooTable, slot_function
 from e2eebench.protocols.errors import AuthenticationFailed, ConfigError, MalformedMessage, ReplayError
 from e2eebench.protocols.framework import Param, Prepared, Scheme, register
 from e2eebench.server.database import KnownHashDatabase
@@ -132,8 +133,12 @@ class DeviceTable:
     table: list[bytes]
     root: bytes
 
+    _slots: Callable[[bytes], list[int]] | None = field(default=None, repr=False, compare=False)
+
     def slots(self, element: bytes) -> list[int]:
-        return candidate_slots_for(element, self.seed, self.n_slots, self.n_hashes)
+        if self._slots is None:
+            self._slots = slot_function(self.seed, self.n_slots, self.n_hashes)
+        return self._slots(element)
 
 
 def _placed_fractions(ct: CuckooTable, cand: np.ndarray, n: int, k: int) -> tuple[int, ...]:
@@ -445,7 +450,7 @@ class _Account:
     records: list[_Record] = field(default_factory=list)
     by_x: dict[int, int] = field(default_factory=dict)
     key: bytes | None = None
-    basis: list[Share] | None = None  # t genuine shares: the polynomial, for classifying later ones
+    poly: list[int] | None = None  # coefficients through t genuine shares, for classifying later ones
     attempts: int = 0
 
 
@@ -602,7 +607,7 @@ class TPsiAd(_PsiBase):
         if any(_try_inner(key, acct.records[i].message_id, ctx.account, acct.records[i].inner) is None
                for i in support if acct.records[i].share in basis):
             return
-        acct.key, acct.basis = key, basis
+        acct.key, acct.poly = key, interpolate_coeffs(basis)
         pending, acct.records, acct.by_x = acct.records, [], {}
         acct.detector = None  # type: ignore[assignment]
         self._reveal(acct, pending, ctx)
@@ -610,7 +615,7 @@ class TPsiAd(_PsiBase):
     def _reveal(self, acct: _Account, recs: list[_Record], ctx: MessageContext) -> None:
         for rec in recs:
             plain = None
-            if interpolate_at(acct.basis, rec.share.x) == rec.share.y:
+            if evaluate_poly(acct.poly, rec.share.x) == rec.share.y:
                 plain = _try_inner(acct.key, rec.message_id, ctx.account, rec.inner)
             if plain is None:  # off the polynomial or garbage inner layer: a synthetic voucher
                 ctx.learn(PROVIDER, "synthetic", True, message_id=rec.message_id)

@@ -243,3 +243,19 @@ def test_dhf_measure_year_small() -> None:
     assert r["opened"] == 90 and r["rank"] == 89 and r["detect_s"] > 0
     with pytest.raises(InputError):
         measure_dhf_reconstruction(30, 29, 10)
+
+
+@pytest.mark.parametrize("t", [1, 2, 3, 30])
+def test_interpolate_coeffs_recovers_the_sharing_polynomial(t):
+    """The coefficients the provider keeps after reconstruction are the device's polynomial, and
+    Horner on them agrees with Lagrange interpolation at a fresh point."""
+    from e2eebench.protocols.crypto_sharing import evaluate_poly, interpolate_coeffs
+    rng = np.random.default_rng(t)
+    gen = ShareGenerator(random_field_element(rng), t, rng)
+    shares = [gen.share_for(bytes([i])) for i in range(t)]
+    coeffs = interpolate_coeffs(shares)
+    assert coeffs == gen._coeffs
+    x = share_x(b"fresh")
+    assert evaluate_poly(coeffs, x) == interpolate_at(shares, x) == gen.share_at(x).y
+    with pytest.raises(InputError):
+        interpolate_coeffs(shares + shares[:1])
