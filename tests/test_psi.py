@@ -497,6 +497,12 @@ def test_bench_psi_small():
     assert r["psi_ad_two_scalar_device_variable_base_mults"] == 5 and r["psi_ad_one_scalar_device_variable_base_mults"] == 4
     assert r["tpsi_year_p0.2_dhf_s"] >= r["tpsi_year_p0.2_synthetic"] and r["tpsi_year_p0.2_reconstruct_s"] > 0
     assert r["checks"]["verdicts_correct"] is True
+    for name, g in r["goals"].items():  # every goal carries its value, its bound and whether it is met
+        assert g["met"] == (g["value"] <= float(g["goal"].split()[-1])), name
+    assert r["checks"]["provider_within_1.5_scalar_mults"] == all(
+        r["goals"][f"provider_per_voucher_in_scalar_mults[{b}]"]["met"] for b in BLINDINGS)
+    assert r["psi_ad_one_scalar_interleaved_scalar_mult_us"] > 1.0 and "load_average_1min" in r
+    assert 0 < r["tpsi_ad_reports"] <= r["tpsi_ad_listed_images"] == 10 and r["tpsi_ad_voucher_bytes"] == 704
     assert dhf_size_for(3650, 0.2) > 730 + 4 * 24  # mean + 4 sd
     with pytest.raises(ConfigError):
         bench_psi(size=5)
