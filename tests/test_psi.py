@@ -255,12 +255,12 @@ def test_tpsi_ad_threshold_in_the_runner(small, t, rate):
 class _World:
     """One provider, a list of random hashes, devices sending vouchers for chosen elements."""
 
-    def __init__(self, t: int, rate: float, s: int = 64, seed: int = 0):
+    def __init__(self, t: int, rate: float, s: int = 64, seed: int = 0, blinding: str = "two-scalar"):
         self.rng = np.random.default_rng([seed, t, int(rate * 100)])
         listed = self.rng.integers(0, 256, size=(3 * t + 40, 32), dtype=np.uint8)
         db = KnownHashDatabase([f"k{i}" for i in range(len(listed))], {"pdq": listed}, {}, "v1")
         self.listed = [r.tobytes() for r in listed]
-        self.scheme = TPsiAd(get_hasher("pdq"), t=t, synthetic_rate=rate, max_synthetic=s)
+        self.scheme = TPsiAd(get_hasher("pdq"), t=t, synthetic_rate=rate, max_synthetic=s, blinding=blinding)
         self.ledger = Ledger()
         self.pstate, self.bundle = self.scheme.provider_setup(db, _ctx("setup", "provider", seed, self.ledger))
         self.devices: dict[str, object] = {}
@@ -306,11 +306,13 @@ def _deriv(mid: str) -> bytes:
 GRID = [(3, 0.0), (3, 0.05), (3, 0.2), (30, 0.0), (30, 0.05), (30, 0.2)]
 
 
+@pytest.mark.parametrize("blinding", BLINDINGS)
 @pytest.mark.parametrize("t,rate", GRID)
-def test_tpsi_reports_at_exactly_t_distinct_real_matches(t, rate):
+def test_tpsi_reports_at_exactly_t_distinct_real_matches(t, rate, blinding):
     """Whatever the number of synthetic vouchers before (up to max_synthetic), the t-th distinct
-    real match opens the account, exactly its real payloads are read, later ones at once."""
-    w = _World(t, rate)
+    real match opens the account, exactly its real payloads are read, later ones at once; for
+    the default blinding and the option."""
+    w = _World(t, rate, blinding=blinding)
     w.benign("offender", 4 * t if t == 3 else 60)  # synthetic vouchers before any match
     real = w.send_distinct_real("offender", t - 1)
     assert w.reports("offender") == {}
@@ -327,9 +329,10 @@ def test_tpsi_reports_at_exactly_t_distinct_real_matches(t, rate):
     assert w.pstate["accounts"]["offender"].attempts == 1  # one dependency, found at the t-th
 
 
+@pytest.mark.parametrize("blinding", BLINDINGS)
 @pytest.mark.parametrize("t,rate", GRID)
-def test_tpsi_below_t_and_resends_are_never_reported(t, rate):
-    w = _World(t, rate)
+def test_tpsi_below_t_and_resends_are_never_reported(t, rate, blinding):
+    w = _World(t, rate, blinding=blinding)
     # t-1 distinct real matches, each resent, among benign traffic
     real = w.send_distinct_real("below", t - 1)
     for j in range(w.cursor):  # every listed image sent so far, again (the synthetic ones too)
@@ -363,13 +366,14 @@ def test_tpsi_resend_10t_at_t30():
     assert not w.ledger.learned_by(PROVIDER, "report")
 
 
+@pytest.mark.parametrize("blinding", BLINDINGS)
 @pytest.mark.parametrize("t,rate,budget", [(3, 0.2, None), (30, 0.2, 600)])
-def test_curious_provider_reads_nothing_below_t(t, rate, budget):
+def test_curious_provider_reads_nothing_below_t(t, rate, budget, blinding):
     """A provider holding every opened voucher of an account with t-1 distinct real matches (and
     resends, and synthetic vouchers) interpolates a candidate key from every subset of the opened
     shares of size 1..t (t = 3: all of them; t = 30: `budget` random t-subsets and all singletons)
     and tries it on every inner ciphertext: none decrypts."""
-    w = _World(t, rate)
+    w = _World(t, rate, blinding=blinding)
     w.benign("acct", 30 if t == 3 else 40)
     real = w.send_distinct_real("acct", t - 1)
     w.send("acct", w.listed[0])  # a resend
