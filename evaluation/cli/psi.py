@@ -24,9 +24,11 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         if not 1 <= t <= 200:
             raise ConfigError(f"--t must be in 1..200, got {t}")
         r = bench_psi(size, images, seed=seed, t=t, year_images=year_images)
+        def name(k: str) -> str:  # "[one-scalar]" would be read as markup by the table renderer
+            return k.replace("[", "(").replace("]", ")")
         rows = [{"metric": k, "value": (f"{v:.4g}" if isinstance(v, float) else str(v))}
                 for k, v in r.items() if k not in ("checks", "goals")]
-        rows += [{"metric": f"goal:{k}", "value": f"{g['value']:.4g} ({g['goal']}: {'met' if g['met'] else 'NOT met'})"}
+        rows += [{"metric": f"goal:{name(k)}", "value": f"{g['value']:.4g} ({g['goal']}: {'met' if g['met'] else 'NOT met'})"}
                  for k, g in r["goals"].items()]
-        rows += [{"metric": f"check:{k}", "value": str(v)} for k, v in r["checks"].items()]
+        rows += [{"metric": f"check:{name(k)}", "value": str(v)} for k, v in r["checks"].items()]
         echo(render(pd.DataFrame(rows), fmt, title=f"bench psi (list {r['list_size']}, {r['list']})", records=r))
