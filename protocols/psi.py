@@ -85,8 +85,9 @@ def _xor32(a: bytes, b: bytes) -> bytes:
 
 
 def fast_draw(rng: np.random.Generator) -> Callable[[int], bytes]:
-    """Seeded random bytes straight from the generator's bit stream (PCG64 words), ~10x cheaper
-    per call than ``Generator.bytes``, which goes through ``integers``; deterministic by seed."""
+    """Seeded random bytes straight from the generator's bit stream (its 64-bit words), ~10x
+    cheaper per call than ``Generator.bytes``, which goes through ``integers``; deterministic
+    by seed, like every other secret the run draws from its generator."""
     raw = rng.bit_generator.random_raw
 
     def draw(n: int) -> bytes:
@@ -308,10 +309,11 @@ def open_voucher(pt: ProviderTable, voucher: bytes, ad: bytes, magic: bytes, pla
 
     One scalar multiplication (libsodium decodes Q inside it and fails unless Q is a canonical
     ristretto255 encoding of a non-identity element), k KDF calls with a 16-byte key check
-    each, and one AES-GCM decryption if a check passes. A voucher whose key opens but whose payload fails its AEAD check (any byte altered: the associated
-    data covers the binding, Q and every key ciphertext; or made for another account or
-    message) is ``AuthenticationFailed``; a non-matching voucher cannot be checked by anyone
-    and is simply a non-match.
+    each, and one AES-GCM decryption if a check passes. A voucher whose key opens but whose
+    payload fails its AEAD check (any byte altered: the associated data covers the binding, Q
+    and every key ciphertext; or made for another account or message) is
+    ``AuthenticationFailed``; a non-matching voucher cannot be checked by anyone and is simply
+    a non-match.
     """
     n = voucher_len(pt.n_hashes, plain)
     if not isinstance(voucher, (bytes, bytearray)) or len(voucher) != n:

@@ -112,15 +112,17 @@ def bench_tpsi_ad(items: list[bytes], n_images: int, t: int, rng: np.random.Gene
     from e2eebench.clientside.hashing import get_hasher
     from e2eebench.protocols.channel import PROVIDER, Channel, Ledger, MessageContext, PartyClock
     from e2eebench.protocols.psi import TPsiAd
+    from e2eebench.server.database import KnownHashDatabase
     scheme = TPsiAd(get_hasher("pdq"), t=t)
-    pt, bundle = build_table(items, rng, N_HASHES, LOAD, scheme.magic_bundle)
     ledger = Ledger()
 
     def ctx(mid: str) -> MessageContext:
         return MessageContext(mid, "bench-account", Channel(ledger), PartyClock(), rng)
+    listed = np.frombuffer(b"".join(items), dtype=np.uint8).reshape(len(items), 32)
+    db = KnownHashDatabase([f"bench-{i}" for i in range(len(items))], {"pdq": listed}, {}, "bench")
+    pstate, bundle = scheme.provider_setup(db, ctx("setup"))
     dstate = scheme.device_load(bundle, "bench-account", ctx("load"))
     table = dstate["table"].table
-    pstate = {"table": pt, "seen": set(), **scheme._provider_extra()}
     members = [items[i] for i in rng.choice(len(items), n_images // 2, replace=False)]
     queries = members + [rng.bytes(32) for _ in range(n_images - len(members))]
     order = rng.permutation(len(queries))
