@@ -8,7 +8,7 @@ the list. With the paper's two-scalar random self-reduction (``blinding="two-sca
 
     b, c random;  Q = b*H(x) + c*G;  for each cuckoo hash function i, w_i = h_i(x):
     S_i = b*T[w_i] + c*L;  chk_i || pad_i = KDF(S_i || Q || magic || i);  ct_i = chk_i || rkey xor pad_i;
-    rct = AES-GCM(rkey, payload, ad = bind(account, message) || magic || Q || ct_0 .. ct_{k-1})
+    rct = AES-GCM(BLAKE2b-256(rkey || Q), payload, ad = bind(account, message) || magic || Q || ct_0 .. ct_{k-1})
 
 The provider computes ``a * Q`` once (one scalar multiplication) and compares each ``chk_i``
 with ``KDF(a*Q || Q || magic || i)``: ``S_i = a*Q`` iff ``T[w_i] = a*H(x)``; otherwise ``(Q, S_i)`` is a uniform
@@ -33,9 +33,9 @@ from PIL import Image
 
 from e2eebench.protocols import wire
 from e2eebench.protocols.channel import DEVICE, PROVIDER, RECIPIENT, MessageContext
-from e2eebench.protocols.crypto_group import (L, POINT_BYTES, Point, Scalar, add_bytes, base_mul, base_mul_bytes,
-                                              hash_many_bytes, hash_to_group_bytes, mul_bytes, mul_many_bytes,
-                                              random_scalar_bytes)
+from e2eebench.protocols.crypto_group import (L, POINT_BYTES, Point, RandomBytes, RandomSource, Scalar, add_bytes,
+                                              as_random_bytes, base_mul, base_mul_bytes, hash_many_bytes,
+                                              hash_to_group_bytes, mul_bytes, mul_many_bytes, random_scalar_bytes)
 from e2eebench.protocols.crypto_sharing import (DHF_BYTES, PRF_KEY_BYTES, SHARE_BYTES, DetectableHash,
                                                 DhfDetector, Share, ShareGenerator, dhf_column, dhf_decode,
                                                 dhf_encode, dhf_random, evaluate_poly, interpolate_at,
@@ -47,7 +47,8 @@ from e2eebench.protocols.framework import Param, Prepared, Scheme, register
 from e2eebench.server.database import KnownHashDatabase
 
 H_DOMAIN = b"e2eebench/psi-ad/H/v1"
-KDF_PERSON = b"e2ee-psi-kdf-v3"  # 15 bytes (blake2b personalisation is at most 16)
+KDF_PERSON = b"e2ee-psi-kdf-v3"  # 15 bytes; hashlib zero-pads a personalisation to 16
+AEAD_PERSON = b"e2ee-psi-aead-v1"  # 16 bytes
 TAG_BYTES = 16
 NONCE_BYTES = 12
 RKEY_BYTES = 32
@@ -80,18 +81,39 @@ def slot_pad(s: bytes, q: bytes, magic: bytes, i: int) -> bytes:
     return hashlib.blake2b(s + q + magic + bytes([i]), digest_size=KEY_CT, person=KDF_PERSON).digest()
 
 
+def payload_key(rkey: bytes, q: bytes) -> bytes:
+    """The AES-GCM key: BLAKE2b-256(rkey || Q), never rkey itself, so that flipping bits of a
+    wrapped key (which flips the same bits of the unwrapped rkey) gives an unrelated AES key,
+    not one with a chosen XOR difference (related-key setting)."""
+    return hashlib.blake2b(rkey + q, digest_size=32, person=AEAD_PERSON).digest()
+
+
 def _xor32(a: bytes, b: bytes) -> bytes:
     return (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(RKEY_BYTES, "little")
 
 
-def fast_draw(rng: np.random.Generator) -> Callable[[int], bytes]:
-    """Seeded random bytes straight from the generator's bit stream (its 64-bit words), ~10x
-    cheaper per call than ``Generator.bytes``, which goes through ``integers``; deterministic
-    by seed, like every other secret the run draws from its generator."""
-    raw = rng.bit_generator.random_raw
+STREAM_PERSON = b"e2ee-psi-rand-v1"  # 16 bytes
+
+
+def secret_stream(rng: RandomSource) -> RandomBytes:
+    """Secret bytes for a message: one 32-byte key from ``rng`` (``None``: the OS CSPRNG, for
+    deployment) expanded by keyed BLAKE2b-512 in counter mode. Reproducible by seed, yet no
+    output (rkey, filler, a share) reveals the generator's words or state, as raw PCG64 output
+    would. A callable is taken to be such a stream already and returned as is."""
+    if callable(rng) and not isinstance(rng, np.random.Generator):
+        return rng
+    key = as_random_bytes(rng)(32)
+    counter = 0
+    buf = b""
 
     def draw(n: int) -> bytes:
-        return raw((n + 7) // 8).tobytes()[:n]
+        nonlocal counter, buf
+        while len(buf) < n:
+            buf += hashlib.blake2b(counter.to_bytes(8, "little"), digest_size=64, key=key,
+                                   person=STREAM_PERSON).digest()
+            counter += 1
+        out, buf = buf[:n], buf[n:]
+        return out
     return draw
 
 
@@ -154,7 +176,7 @@ def _placed_fractions(ct: CuckooTable, cand: np.ndarray, n: int, k: int) -> tupl
     return tuple(per)
 
 
-def build_table(elements: list[bytes], rng: np.random.Generator, n_hashes: int, load: float,
+def build_table(elements: list[bytes], rng: RandomSource, n_hashes: int, load: float,
                 magic: bytes) -> tuple[ProviderTable, bytes]:
     """Blind the list, place it in a cuckoo table, fill empty slots, pack the bundle.
 
@@ -162,15 +184,15 @@ def build_table(elements: list[bytes], rng: np.random.Generator, n_hashes: int, 
     (libsodium, one list comprehension each); per empty slot one fixed-base multiplication.
     """
     elements = sorted(set(elements))
-    alpha = Scalar.random(rng)
-    seed = rng.bytes(16)
+    draw = secret_stream(rng)  # the published seed and dummies must not reveal the generator behind alpha
+    alpha = Scalar.random(draw)
+    seed = draw(16)
     ct = CuckooTable.build(elements, n_hashes=n_hashes, load=load, seed=seed)
     blinded = mul_many_bytes(hash_many_bytes(elements, H_DOMAIN), alpha)
     cand = ct.candidates_many(elements) if elements else np.zeros((0, n_hashes), np.int64)
     owner = ct.slot_owner.tolist()
     n_empty = owner.count(-1)
     # a uniform random group element per empty slot, indistinguishable from a blinded one
-    draw = rng.bytes
     base = base_mul_bytes
     dummies = iter([base(random_scalar_bytes(draw)) for _ in range(n_empty)])
     table = [blinded[o] if o >= 0 else next(dummies) for o in owner]
@@ -230,20 +252,21 @@ def _seal(q: bytes, pads: list[bytes | None], rkey: bytes, filler: bytes, plaint
         cts.append(d[:TAG_BYTES] + _xor32(rkey, d[TAG_BYTES:]) if d is not None
                    else filler[i * KEY_CT:(i + 1) * KEY_CT])
     head = magic + q + b"".join(cts)
-    return head + AESGCM(rkey).encrypt(ZERO_NONCE, plaintext, ad + head)
+    return head + AESGCM(payload_key(rkey, q)).encrypt(ZERO_NONCE, plaintext, ad + head)
 
 
 def make_voucher(dt: DeviceTable, element: bytes, plaintext: bytes, ad: bytes, magic: bytes,
-                 rng: np.random.Generator, hx: bytes | None = None, blinding: str = "two-scalar") -> bytes:
+                 rng: RandomSource, hx: bytes | None = None, blinding: str = "two-scalar") -> bytes:
     """Real voucher for ``element``: see the module docstring; ciphertexts in the fixed order
     of the hash functions, so the voucher does not say which slot could open it.
 
-    All of a voucher's randomness (scalars, voucher key) is one draw from the generator."""
+    The scalars and the voucher key are successive bytes of :func:`secret_stream` (``rng`` a
+    Generator, None for the OS CSPRNG, or a stream already made for the message)."""
     if blinding not in BLINDINGS:
         raise ConfigError(f"blinding must be one of {BLINDINGS}, got {blinding!r}")
     hpoint = hx if hx is not None else hash_to_group_bytes(element, H_DOMAIN)
     slots = dt.slots(element)
-    draw = fast_draw(rng)
+    draw = secret_stream(rng)
     n_sc = 1 if blinding == "one-scalar" else 2
     raw = draw(64 * n_sc + RKEY_BYTES)
     scalars, rkey = _scalars(raw[:64 * n_sc], draw), raw[64 * n_sc:]
@@ -273,16 +296,17 @@ def _blind(hpoint: bytes, slots: list[int], table: list[bytes], public: bytes,
 
 
 def make_synthetic(dt: DeviceTable, plaintext: bytes, ad: bytes, magic: bytes,
-                   rng: np.random.Generator) -> bytes:
+                   rng: RandomSource) -> bytes:
     """Synthetic voucher: Q = c*G, S = c*L, one key ciphertext at a position j drawn like the
     table's real placements (the others random bytes): the provider's a*Q = S, so it opens
-    whatever the image."""
-    draw = fast_draw(rng)
-    raw = draw(64 + RKEY_BYTES + dt.n_hashes * KEY_CT)
-    c, rkey, filler = _scalars(raw[:64], draw)[0], raw[64:64 + RKEY_BYTES], raw[64 + RKEY_BYTES:]
+    whatever the image. c, rkey, the filler and j all come from :func:`secret_stream`."""
+    draw = secret_stream(rng)
+    raw = draw(64 + RKEY_BYTES + dt.n_hashes * KEY_CT + 8)
+    c, rkey = _scalars(raw[:64], draw)[0], raw[64:64 + RKEY_BYTES]
+    filler, u = raw[64 + RKEY_BYTES:-8], int.from_bytes(raw[-8:], "little") % 1000  # bias < 2^-54
     q = base_mul_bytes(c)
     s = mul_bytes(c, dt.public)
-    j = int(np.searchsorted(np.cumsum(dt.placed), rng.integers(0, 1000), side="right"))
+    j = int(np.searchsorted(np.cumsum(dt.placed), u, side="right"))
     pads: list[bytes | None] = [slot_pad(s, q, magic, j) if i == j else None for i in range(dt.n_hashes)]
     return _seal(q, pads, rkey, filler, plaintext, ad, magic)
 
@@ -338,7 +362,7 @@ def open_voucher(pt: ProviderTable, voucher: bytes, ad: bytes, magic: bytes, pla
         rkey = _xor32(c[TAG_BYTES:], d[TAG_BYTES:])
         body = off + pt.n_hashes * KEY_CT
         try:
-            return i, AESGCM(rkey).decrypt(ZERO_NONCE, voucher[body:], ad + voucher[:body])
+            return i, AESGCM(payload_key(rkey, q)).decrypt(ZERO_NONCE, voucher[body:], ad + voucher[:body])
         except InvalidTag:
             raise AuthenticationFailed("voucher opened but its payload fails AEAD under the opened key "
                                        "(altered, or made for another account or message)") from None
@@ -387,7 +411,7 @@ class _PsiBase(Scheme):
         ctx.learn(DEVICE, "database", {"list_size_upper": dt.n_slots})
         return {"table": dt, "account": account}
 
-    def _voucher(self, dt: DeviceTable, element: bytes, plain: bytes, ad: bytes, rng) -> bytes:
+    def _voucher(self, dt: DeviceTable, element: bytes, plain: bytes, ad: bytes, rng: RandomSource) -> bytes:
         return make_voucher(dt, element, plain, ad, self.magic_voucher, rng, blinding=self.p["blinding"])
 
 
@@ -512,11 +536,12 @@ class TPsiAd(_PsiBase):
     # -- device ------------------------------------------------------------------------------
     def device_load(self, bundle: bytes, account: str, ctx: MessageContext) -> Any:
         state = super().device_load(bundle, account, ctx)
-        secret = random_field_element(ctx.rng)
-        state["prf_key"] = ctx.rng.bytes(PRF_KEY_BYTES)  # must persist for the account's key lifetime
+        draw = secret_stream(ctx.rng)  # reconstructed coefficients must not reveal the PRF key's generator
+        secret = random_field_element(draw)
+        state["prf_key"] = draw(PRF_KEY_BYTES)  # must persist for the account's key lifetime
         state["key"] = inner_key(secret, b"tpsi-inner")
-        state["shares"] = ShareGenerator(secret, self.p["t"], ctx.rng)
-        state["dhf"] = DetectableHash(self.p["t"], self.p["max_synthetic"], ctx.rng)
+        state["shares"] = ShareGenerator(secret, self.p["t"], draw)
+        state["dhf"] = DetectableHash(self.p["t"], self.p["max_synthetic"], draw)
         state["synthetic"] = set()  # PRF ids of the images this device sends as synthetic
         return state
 
@@ -544,19 +569,20 @@ class TPsiAd(_PsiBase):
         ad = binding(ctx.account, ctx.message_id)
         key = state["prf_key"]
         s = self.p["max_synthetic"]
+        draw = secret_stream(ctx.rng)  # a synthetic voucher's random inner bytes reach the provider in clear
         if self.is_synthetic(state, element):
             ctx.learn(DEVICE, "synthetic_sent", True)  # the device's own choice, never sent
             # a fake share and DHF value, fixed per image (resends repeat them, as a real image's do)
             fake = Share(share_x_prf(key, element, b"syn-x"),
                          int.from_bytes(prf_bytes(key, element, b"syn-y", 64), "little") % L)
             v = dhf_random(s, lambda n: prf_bytes(key, element, b"syn-v", n))
-            plain = fake.encode() + dhf_encode(v) + ctx.rng.bytes(INNER_CT)
-            return make_synthetic(dt, plain, ad, self.magic_voucher, ctx.rng)
+            plain = fake.encode() + dhf_encode(v) + draw(INNER_CT)
+            return make_synthetic(dt, plain, ad, self.magic_voucher, draw)
         share = state["shares"].share_at(share_x_prf(key, element))
-        nonce = ctx.rng.bytes(NONCE_BYTES)
+        nonce = draw(NONCE_BYTES)
         inner = nonce + AESGCM(state["key"]).encrypt(nonce, ad + derivative, ad)
         plain = share.encode() + dhf_encode(state["dhf"].evaluate(share.x)) + inner
-        return self._voucher(dt, element, plain, ad, ctx.rng)
+        return self._voucher(dt, element, plain, ad, draw)
 
     def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
         return Prepared(self.voucher_for(state, _element(self.hasher.hash(image)), visual_derivative(image), ctx))
@@ -696,11 +722,12 @@ class PsiAdLsh(_PsiBase):
     def device_prepare(self, state: Any, image: Image.Image, ctx: MessageContext) -> Prepared:
         dt: DeviceTable = state["table"]
         ad = binding(ctx.account, ctx.message_id)
-        secret = random_field_element(ctx.rng)
-        gen = ShareGenerator(secret, self.p["min_chunks"], ctx.rng)
-        nonce = ctx.rng.bytes(NONCE_BYTES)
+        draw = secret_stream(ctx.rng)  # one stream per message: shares and nonce reach the provider
+        secret = random_field_element(draw)
+        gen = ShareGenerator(secret, self.p["min_chunks"], draw)
+        nonce = draw(NONCE_BYTES)
         inner = nonce + AESGCM(inner_key(secret, b"lsh-image")).encrypt(nonce, ad + visual_derivative(image), ad)
-        vs = [self._voucher(dt, c, gen.share_for(bytes([i])).encode() + ad, ad, ctx.rng)
+        vs = [self._voucher(dt, c, gen.share_for(bytes([i])).encode() + ad, ad, draw)
               for i, c in enumerate(self.chunks(self.hasher.hash(image)))]
         return Prepared(wire.pack(b"PLS1", [b"".join(vs), inner]))
 

@@ -196,6 +196,82 @@ def test_voucher_known_answer(blinding):
     assert len(bytes.fromhex(got["voucher"])) == voucher_len(3, REPORT_PLAIN) == 484
 
 
+def _xmd_sha512(msg: bytes, dst: bytes, n: int) -> bytes:
+    """RFC 9380 section 5.3.1 expand_message_xmd with SHA-512, written out here (not imported)."""
+    import hashlib
+    dst_prime = dst + bytes([len(dst)])
+    b0 = hashlib.sha512(bytes(128) + msg + n.to_bytes(2, "big") + b"\0" + dst_prime).digest()
+    out, bi = b"", hashlib.sha512(b0 + b"\1" + dst_prime).digest()
+    for i in range(2, -(-n // 64) + 2):
+        out += bi
+        bi = hashlib.sha512(bytes(x ^ y for x, y in zip(b0, bi)) + bytes([i]) + dst_prime).digest()
+    return out[:n]
+
+
+@pytest.mark.parametrize("blinding", BLINDINGS)
+def test_voucher_recomputed_from_documented_format(blinding):
+    """The known-answer voucher rebuilt byte by byte from docs/psi.md with hashlib, AESGCM and
+    libsodium's ristretto255 calls only: the secret stream, Q, S_i, chk_i || pad_i, the wrapped
+    key and the payload under BLAKE2b-256(rkey || Q). Only the table and its slots come from
+    load_table (their layout is checked by the bundle digest above)."""
+    import hashlib
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    import rbcl as nb  # libsodium ristretto255 bindings
+    want = bytes.fromhex(json.loads(VECTORS.read_text())[blinding]["voucher"])
+    elements = [bytes([i]) * 32 for i in range(8)]
+    _, bundle = build_table(elements, np.random.default_rng(2024), 3, 0.85, b"PSB2")
+    dt = load_table(bundle, b"PSB2", "kat")
+    ad = binding("kat-account", "kat-message")
+    key = np.random.default_rng(7).bytes(32)
+    stream = b"".join(hashlib.blake2b(j.to_bytes(8, "little"), digest_size=64, key=key,
+                                      person=b"e2ee-psi-rand-v1").digest() for j in range(4))
+    order = 2**252 + 27742317777372353535851937790883648493
+    n_sc = 1 if blinding == "one-scalar" else 2
+    sc = [(int.from_bytes(stream[64 * j: 64 * j + 64], "little") % order).to_bytes(32, "little") for j in range(n_sc)]
+    rkey = stream[64 * n_sc: 64 * n_sc + 32]
+    hx = nb.crypto_core_ristretto255_from_hash(_xmd_sha512(elements[3], b"e2eebench/psi-ad/H/v1", 64))
+    mul = nb.crypto_scalarmult_ristretto255
+    tab = [dt.table[w] for w in dt.slots(elements[3])]
+    if n_sc == 1:
+        q, ss = mul(sc[0], hx), [mul(sc[0], t) for t in tab]
+    else:
+        b, c = sc
+        cl = mul(c, dt.public)
+        q = nb.crypto_core_ristretto255_add(mul(b, hx), nb.crypto_scalarmult_ristretto255_base(c))
+        ss = [nb.crypto_core_ristretto255_add(mul(b, t), cl) for t in tab]
+    head = b"PSV2" + q
+    for i, si in enumerate(ss):
+        d = hashlib.blake2b(si + q + b"PSV2" + bytes([i]), digest_size=48, person=b"e2ee-psi-kdf-v3").digest()
+        head += d[:16] + bytes(x ^ y for x, y in zip(rkey, d[16:]))
+    aes_key = hashlib.blake2b(rkey + q, digest_size=32, person=b"e2ee-psi-aead-v1").digest()
+    assert head + AESGCM(aes_key).encrypt(bytes(12), ad + bytes(range(256)), ad + head) == want
+
+
+def test_secret_stream_seeded_urandom_and_not_generator_words(table, items):
+    """Same seed, same voucher; rng=None (the OS CSPRNG) works; and neither the voucher key a
+    matching voucher reveals nor a synthetic voucher's filler is raw output of the generator."""
+    from e2eebench.protocols.psi import secret_stream
+    pt, bundle = table
+    dt = load_table(bundle, b"PSB2", "test")
+    ad = binding("a", "m")
+    plain = ad + bytes(REPORT_PLAIN - 32)
+    v1 = make_voucher(dt, items[0], plain, ad, b"PSV2", np.random.default_rng(9))
+    assert v1 == make_voucher(dt, items[0], plain, ad, b"PSV2", np.random.default_rng(9))
+    v0 = make_voucher(dt, items[0], plain, ad, b"PSV2", None)
+    assert v0 != v1 and open_voucher(pt, v0, ad, b"PSV2", REPORT_PLAIN, set())[1] == plain
+    raw = np.random.default_rng(9).bit_generator.random_raw(64).tobytes()
+    rb = np.random.default_rng(9).bytes(512)
+    stream = secret_stream(np.random.default_rng(9))(160)
+    rkey = stream[128:160]  # what the provider unwraps from a matching two-scalar voucher
+    assert rkey not in raw and rkey not in rb and stream[:32] not in raw + rb
+    syn = make_synthetic(dt, bytes(100), ad, b"TPV2", np.random.default_rng(9))
+    cts = syn[36: 36 + 3 * KEY_CT]
+    for j in range(0, len(cts) - 8, 8):  # no 8-byte word of the key ciphertexts is a generator word
+        assert cts[j: j + 8] not in raw and cts[j: j + 8] not in rb
+    with pytest.raises(E2EEBenchError):
+        secret_stream("not a source")
+
+
 # -- end to end on small traffic -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def small():
