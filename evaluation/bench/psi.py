@@ -17,12 +17,15 @@ and the 16x16 derivative; the perceptual hash itself is common to all schemes an
 excluded. Setup is timed ``repeats`` times for each library, interleaved, and the median
 kept (the machine is shared). All times are ``time.process_time`` (CPU) per item.
 
-The goal ratios divide by reference operations timed inside the voucher loop (see
-``bench_psi_ad``): the same operation costs more there than in a warm loop of its own (caches
-and branch predictors are shared with the voucher code, and the load changes during a run),
-so a warm-loop reference would charge that context to the vouchers. The warm-loop figures
-(``scalar_mult_us``, ``hash_to_group_us``) and the ratios to them (``*_over_warm_loop_*``) are
-reported beside them. tpsi-ad's device and provider per voucher are reported too (no goal).
+The goal ratios divide by reference operations timed inside the voucher loop, each next to
+the voucher it is compared with (see ``bench_psi_ad``; keys ``*_over_interleaved_*``): the
+shared machine's load changes during a run, and a reference paired with each voucher sees
+the load of that moment, while the warm loop runs once, before, at another load. (The
+operation itself is not slower in the loop: the medians agree, 61-62 us interleaved and
+62 us warm in the documented runs; the interleaved ratios merely scatter less.) The
+warm-loop figures (``scalar_mult_us``, ``hash_to_group_us``) and the ratios to them keep
+their names (``*_over_scalar_mult``, ``*_over_budget``, ``device_budget_in_warm_loop_scalar_mults``).
+tpsi-ad's device and provider per voucher are reported too (no goal).
 
 Threshold year (``year_images`` distinct images per account-year, an assumption; Apple's
 t = 30): per synthetic rate p, the account holds Binomial(year_images, p) synthetic
@@ -110,7 +113,7 @@ def bench_tpsi_ad(items: list[bytes], n_images: int, t: int, rng: np.random.Gene
     Device: share, DHF value, PRFs, inner AES-GCM and the outer voucher; provider: opening, DHF
     detection, reconstruction when the t-th distinct real match arrives, classification after."""
     from e2eebench.clientside.hashing import get_hasher
-    from e2eebench.protocols.channel import PROVIDER, Channel, Ledger, MessageContext, PartyClock
+    from e2eebench.protocols.channel import DEVICE, PROVIDER, Channel, Ledger, MessageContext, PartyClock
     from e2eebench.protocols.psi import TPsiAd
     from e2eebench.server.database import KnownHashDatabase
     scheme = TPsiAd(get_hasher("pdq"), t=t)
@@ -145,7 +148,12 @@ def bench_tpsi_ad(items: list[bytes], n_images: int, t: int, rng: np.random.Gene
         prov.append(t2 - t1)
         ref.append((t3 - t2) / 4)
     reported = len(ledger.learned_by(PROVIDER, "report"))
+    # the scheme's rule (TPsiAd.account_verdicts) for one account of distinct images: every listed
+    # image sent as a real voucher is reported once t of them are in, none before
+    synthetic = {x.message_id for x in ledger.learned_by(DEVICE, "synthetic_sent")}
+    real_listed = sum(f"tpsi-m{j}" not in synthetic for j in range(len(members)))
     return {"device": dev, "provider": prov, "ref_mult": ref, "reported": reported,
+            "expected_reports": real_listed if real_listed >= t else 0,
             "voucher_bytes": len(v), "reconstruct_s": pstate["reconstruct_s"]}
 
 
@@ -240,11 +248,14 @@ def bench_psi(size: int = 2000, n_images: int = 200, seed: int = 0, t: int = 30,
                 f"psi_ad_{b}_device_variable_base_mults": cnt["variable_base"],
                 f"psi_ad_{b}_device_fixed_base_mults": cnt["fixed_base"],
                 f"psi_ad_{b}_device_point_additions": cnt["additions"],
-                f"psi_ad_{b}_device_per_image_over_scalar_mult": d["mean"] / rm,
-                f"psi_ad_{b}_device_per_image_over_budget": d["mean"] / rb,
-                f"psi_ad_{b}_provider_per_voucher_over_scalar_mult": p["mean"] / rm,
-                f"psi_ad_{b}_device_per_image_over_warm_loop_budget": d["mean"] / budget,
-                f"psi_ad_{b}_provider_per_voucher_over_warm_loop_scalar_mult": p["mean"] / sm_us,
+                f"psi_ad_{b}_interleaved_budget_in_scalar_mults": rb / rm,
+                f"psi_ad_{b}_device_per_image_over_interleaved_scalar_mult": d["mean"] / rm,
+                f"psi_ad_{b}_device_per_image_over_interleaved_budget": d["mean"] / rb,
+                f"psi_ad_{b}_provider_per_voucher_over_interleaved_scalar_mult": p["mean"] / rm,
+                # the warm-loop references, under the names they have always had
+                f"psi_ad_{b}_device_per_image_over_scalar_mult": d["mean"] / sm_us,
+                f"psi_ad_{b}_device_per_image_over_budget": d["mean"] / budget,
+                f"psi_ad_{b}_provider_per_voucher_over_scalar_mult": p["mean"] / sm_us,
                 f"psi_ad_{b}_voucher_bytes": ad["voucher_bytes"]}
         wrong += ad["wrong_verdicts"]
     tp = bench_tpsi_ad(items, n_images, t, rng)
@@ -252,14 +263,15 @@ def bench_psi(size: int = 2000, n_images: int = 200, seed: int = 0, t: int = 30,
     td, tpv = _us(tp["device"]), _us(tp["provider"])
     out |= {"tpsi_ad_t": t, "tpsi_ad_device_per_image_us": td["mean"], "tpsi_ad_provider_per_voucher_us": tpv["mean"],
             "tpsi_ad_interleaved_scalar_mult_us": tm,
-            "tpsi_ad_device_per_image_over_scalar_mult": td["mean"] / tm,
-            "tpsi_ad_provider_per_voucher_over_scalar_mult": tpv["mean"] / tm,
+            "tpsi_ad_device_per_image_over_interleaved_scalar_mult": td["mean"] / tm,
+            "tpsi_ad_provider_per_voucher_over_interleaved_scalar_mult": tpv["mean"] / tm,
             "tpsi_ad_voucher_bytes": tp["voucher_bytes"], "tpsi_ad_reports": tp["reported"],
+            "tpsi_ad_expected_reports": tp["expected_reports"],
             "tpsi_ad_listed_images": n_images // 2}
     ad_s, om_s = float(np.median(ad_setup)), float(np.median(om_setup))
     op = _us(om["provider"])
     out |= {
-        "device_budget_in_scalar_mults": 4 + h2g_us / sm_us,
+        "device_budget_in_warm_loop_scalar_mults": 4 + h2g_us / sm_us,
         "psi_ad_wrong_verdicts": wrong - om["wrong_verdicts"], "openmined_wrong_verdicts": om["wrong_verdicts"],
         "psi_ad_setup_us_per_element": ad_s * 1e6 / n, "openmined_setup_us_per_element": om_s * 1e6 / n,
         "psi_ad_setup_over_openmined_setup": ad_s / om_s,
@@ -269,7 +281,7 @@ def bench_psi(size: int = 2000, n_images: int = 200, seed: int = 0, t: int = 30,
         "psi_ad_cuckoo_slots": pt.n_slots,
         "openmined_device_per_image_us": _us(om["device"])["mean"], "openmined_provider_per_request_us": op["mean"],
         "psi_ad_provider_over_openmined_provider": out["psi_ad_two_scalar_provider_per_voucher_us"] / op["mean"],
-        # kept under their old names: the default (two-scalar) blinding
+        # kept under their old names and meaning (warm-loop references): the default (two-scalar) blinding
         "provider_per_voucher_over_scalar_mult": out["psi_ad_two_scalar_provider_per_voucher_over_scalar_mult"],
         "device_per_image_over_budget": out["psi_ad_two_scalar_device_per_image_over_budget"],
     }
@@ -281,8 +293,9 @@ def bench_psi(size: int = 2000, n_images: int = 200, seed: int = 0, t: int = 30,
     for bl in BLINDINGS:
         b = bl.replace("-", "_")
         goals[f"provider_per_voucher_in_scalar_mults[{bl}]"] = (
-            out[f"psi_ad_{b}_provider_per_voucher_over_scalar_mult"], 1.5)
-        goals[f"device_per_image_over_4_mults_plus_h2g[{bl}]"] = (out[f"psi_ad_{b}_device_per_image_over_budget"], 1.0)
+            out[f"psi_ad_{b}_provider_per_voucher_over_interleaved_scalar_mult"], 1.5)
+        goals[f"device_per_image_over_4_mults_plus_h2g[{bl}]"] = (
+            out[f"psi_ad_{b}_device_per_image_over_interleaved_budget"], 1.0)
     out["goals"] = {k: {"value": v, "goal": f"<= {g:g}", "met": bool(v <= g)} for k, (v, g) in goals.items()}
     out["load_average_1min"] = os.getloadavg()[0]
     out["checks"] = {
