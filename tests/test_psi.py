@@ -222,7 +222,7 @@ def test_voucher_recomputed_from_documented_format(blinding):
     _, bundle = build_table(elements, np.random.default_rng(2024), 3, 0.85, b"PSB2")
     dt = load_table(bundle, b"PSB2", "kat")
     ad = binding("kat-account", "kat-message")
-    key = np.random.default_rng(7).bytes(32)
+    key = np.random.default_rng(7).bit_generator.random_raw(4).tobytes()  # PCG64: four 64-bit words
     stream = b"".join(hashlib.blake2b(j.to_bytes(8, "little"), digest_size=64, key=key,
                                       person=b"e2ee-psi-rand-v1").digest() for j in range(4))
     order = 2**252 + 27742317777372353535851937790883648493
@@ -268,6 +268,10 @@ def test_secret_stream_seeded_urandom_and_not_generator_words(table, items):
     cts = syn[36: 36 + 3 * KEY_CT]
     for j in range(0, len(cts) - 8, 8):  # no 8-byte word of the key ciphertexts is a generator word
         assert cts[j: j + 8] not in raw and cts[j: j + 8] not in rb
+    mt = np.random.Generator(np.random.MT19937(4))  # 32-bit raw output: the key comes from Generator.bytes
+    key = np.random.Generator(np.random.MT19937(4)).bytes(32)
+    import hashlib
+    assert secret_stream(mt)(64) == hashlib.blake2b(bytes(8), digest_size=64, key=key, person=b"e2ee-psi-rand-v1").digest()
     with pytest.raises(E2EEBenchError):
         secret_stream("not a source")
 
