@@ -309,15 +309,19 @@ def exceeds_declaration(m: Measurement, scheme) -> bool:
     if q is None or m.value is None or m.label != "measured":
         return False
     allowed = declared_leaks(scheme.leakage, "observer" if party.startswith("observer:") else party)
-    if q in allowed:
+    if q in allowed and m.params.get("declared_bound") is None:
         return False
     lo = m.ci_low if m.ci_low is not None else m.value
+    bound = m.params.get("declared_bound")
+    if bound is not None:  # a declared size (e.g. tpsi-ad's noised count): the interval must reach it
+        return lo > float(bound)
     return lo > 0
 
 
 def adversary_probes(run: SchemeRun, data: RunData) -> list[Measurement]:
     from e2eebench.evaluation.leakage.chunks import chunk_probes
+    from e2eebench.evaluation.leakage.counting import below_threshold
     views = party_views(run, data)
     hashes, recovered = hash_recovery(run, data, views)
     return (declared_leakage(run, data) + hashes + linkability(run, data, views, recovered)
-            + verdict_inference(run, data, views) + chunk_probes(run, data, views))
+            + verdict_inference(run, data, views) + chunk_probes(run, data, views) + below_threshold(run, data))
