@@ -194,8 +194,8 @@ class TwoServerMPC(Scheme):
             return
         # factors (d - i), i = 0..tau, and a random mask r as one more factor
         tau = self.threshold
-        idx = np.arange(tau + 1, dtype=np.uint64)
-        f1 = (d1[:, None] + P - idx[None, :]) % P
+        idx = self.test_points(len(d1))
+        f1 = (d1[:, None] + P - idx) % P
         f2 = np.repeat(d2[:, None], tau + 1, axis=1)
         m1, m2 = self._mask_factors(len(d1), ctx)
         f1 = np.concatenate([f1, m1], axis=1)
@@ -214,6 +214,7 @@ class TwoServerMPC(Scheme):
         got2 = ctx.send(PROVIDER, SECOND_SERVER, "open result", _encode(s1))
         got1 = ctx.send(SECOND_SERVER, PROVIDER, "open result", _encode(s2))
         opened = (s1 + _decode(got1, len(s1), "result")) % P
+        ctx.opened(PROVIDER, "opened result", _encode(opened))
         with ctx.role(SECOND_SERVER):
             opened2 = (s2 + _decode(got2, len(s2), "result")) % P
         zeros = int((opened == 0).sum())
@@ -227,6 +228,12 @@ class TwoServerMPC(Scheme):
             entries = sorted(int(perm[k]) for k in np.flatnonzero(opened == 0))
             ctx.learn(PROVIDER, "report", json.dumps({"message": ctx.message_id, "entries_within_threshold": zeros,
                                                       "entries": entries}))
+
+    def test_points(self, n_entries: int) -> np.ndarray:
+        """The points i the provider subtracts from its own distance shares, per list entry (rows):
+        0..tau. They are the provider's local input, so the second server cannot check them (the
+        deviating-server attack replaces them: evaluation/leakage/mpc_deviation.py)."""
+        return np.broadcast_to(np.arange(self.threshold + 1, dtype=np.uint64), (n_entries, self.threshold + 1))
 
     def _mask_factors(self, n: int, ctx: MessageContext) -> tuple[np.ndarray, np.ndarray]:
         """Shares of the two mask factors per entry: (r_a, 0) from the provider, (0, r_b) from the

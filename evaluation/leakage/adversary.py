@@ -20,6 +20,8 @@ model, method, estimator and limits.
   the hash verbatim (all bits), or a real-valued intermediate median-thresholded, scored as
   bits x (1 - H2(bit error rate)) (the capacity of a binary symmetric channel).
 - ``chunk_bits_revealed`` / ``benign_voucher_open_rate``: chunked PSI (see :mod:`chunks`).
+- ``below_threshold_advantage``: account-threshold schemes, per k < t (see :mod:`counting`).
+- ``mpc_deviation_*``: the deviating-server attack on two-server MPC (see :mod:`mpc_deviation`).
 """
 from __future__ import annotations
 
@@ -321,7 +323,9 @@ def exceeds_declaration(m: Measurement, scheme) -> bool:
 def adversary_probes(run: SchemeRun, data: RunData) -> list[Measurement]:
     from e2eebench.evaluation.leakage.chunks import chunk_probes
     from e2eebench.evaluation.leakage.counting import below_threshold
+    from e2eebench.evaluation.leakage.mpc_deviation import near_miss_attack
     views = party_views(run, data)
     hashes, recovered = hash_recovery(run, data, views)
     return (declared_leakage(run, data) + hashes + linkability(run, data, views, recovered)
-            + verdict_inference(run, data, views) + chunk_probes(run, data, views) + below_threshold(run, data))
+            + verdict_inference(run, data, views) + chunk_probes(run, data, views) + below_threshold(run, data)
+            + near_miss_attack(run, data))
