@@ -118,3 +118,23 @@ def test_membership_oracle_reads_the_device_view_not_the_ledger(small_data):
     (kind, tp, npos, fp, nneg), m = got["psi-ad"]
     assert kind == "offline" and tp == npos and fp == nneg and m.value == 0.0, m
     assert got["psi-client-learns"][0][0] == "online" and got["psi-client-learns"][1].value == 0.0
+
+
+def test_mlp_attacker_beats_the_baseline_and_is_seeded(held_out):
+    thumbs, hs, _ = held_out
+    m = inv.fit("hash", PDQ, n_dead_leaves=250, with_bundled=False, attacker="mlp")
+    s = inv.score(m.reconstruct(hashes=hs), thumbs, m.mean_thumb)
+    assert m.attacker == "mlp" and s.ssim[1] > s.baseline_ssim[2], s
+    again = inv.fit("hash", PDQ, n_dead_leaves=250, with_bundled=False, attacker="mlp")
+    assert np.array_equal(again.reconstruct(hashes=hs), m.reconstruct(hashes=hs))
+    with pytest.raises(ConfigError):
+        inv.fit("hash", PDQ, attacker="forest")
+
+
+def test_training_excludes_every_tile_of_an_evaluated_photo():
+    ts = inv.training_set("pdq", 20)
+    groups = [g for g in ts.groups if sum(x == g for x in ts.groups) > 1]
+    assert groups, "no photo with tiles in the attacker's corpus: the check is empty"
+    g = groups[0]
+    m = inv.fit("hash", PDQ, exclude=frozenset({g}), n_dead_leaves=20)
+    assert m.n_train == len(ts.ids) - sum(x == g for x in ts.groups)

@@ -134,7 +134,7 @@ def below_threshold(run: SchemeRun, data: RunData, accounts: int = ACCOUNTS) -> 
             run.name, "below_threshold_advantage", a.value - b.value, "advantage", npos + nneg, lo, hi, p,
             text=f"provider's raw view: opened-voucher count per account, {k} vs 0 listed among {n} distinct "
                  f"images; TPR {tp}/{npos}, FPR {fp}/{nneg} (chance: 0); declared bound {bound:.3f}"))
-        out.append(Measurement(run.name, "below_threshold_advantage", bound, "advantage", 1, params=p,
+        out.append(Measurement(run.name, "declared_below_threshold_advantage", bound, "advantage", 1, params=p,
                                label="declared", text="count_advantage_bound(n, k): TV distance of the counts"))
     return out
 
