@@ -16,6 +16,8 @@ model, method, estimator and limits.
   flights a party (or a link observer) sees per image message (the better of exact sizes and
   transfer counts), 5-fold cross-validated, one message per distinct image; label = the
   scheme's plaintext match bit.
+- ``verdict_inference_content_advantage``: the same labels, a logistic-regression attacker on the
+  bytes a party received and opened (head and tail of each value), 5-fold cross-validated.
 - ``hash_bits_recovered``: per benign image, bits of its hash recoverable from the view:
   the hash verbatim (all bits), or a real-valued intermediate median-thresholded, scored as
   bits x (1 - H2(bit error rate)) (the capacity of a binary symmetric channel).
@@ -285,8 +287,79 @@ def verdict_inference(run: SchemeRun, data: RunData, views: dict) -> list[Measur
     return out
 
 
+# -- verdict inference on contents ----------------------------------------------------------
+CONTENT_CHUNKS, CONTENT_WIDTH = 4, 32
+
+
+def content_features(chunks: list[bytes]) -> np.ndarray:
+    """The first and last CONTENT_WIDTH bytes of each of the first CONTENT_CHUNKS chunks a party
+    received or opened (zero-padded), scaled to [0, 1], plus each chunk's presence: where a
+    plaintext tag, a flag byte or a structured field would sit."""
+    out = np.zeros((CONTENT_CHUNKS, 2 * CONTENT_WIDTH + 1))
+    for i, c in enumerate(chunks[:CONTENT_CHUNKS]):
+        a = np.frombuffer(c, np.uint8)
+        head, tail = a[:CONTENT_WIDTH], a[-CONTENT_WIDTH:] if len(a) else a
+        out[i, :len(head)] = head / 255.0
+        out[i, CONTENT_WIDTH:CONTENT_WIDTH + len(tail)] = tail / 255.0
+        out[i, -1] = 1.0
+    return out.ravel()
+
+
+def content_attack(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[int, int, int, int] | None:
+    """5-fold stratified cross-validated logistic regression on standardised byte features; (tp, n_pos, fp,
+    n_neg), or None with fewer than FOLDS of either class."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+    if y.sum() < FOLDS or (~y).sum() < FOLDS:
+        return None
+    pred = np.zeros(len(y), bool)
+    with threadpool_limits(1):
+        for tr, te in StratifiedKFold(FOLDS, shuffle=True, random_state=seed).split(x, y):
+            if len(set(y[tr])) < 2:
+                continue
+            model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=300))
+            pred[te] = model.fit(x[tr], y[tr]).predict(x[te])
+    return int((pred & y).sum()), int(y.sum()), int((pred & ~y).sum()), int((~y).sum())
+
+
+def content_advantage(run: SchemeRun, data: RunData, metric: str, party: str, x: np.ndarray, y: np.ndarray,
+                      text: str, extra: dict | None = None) -> Measurement | None:
+    r = content_attack(x, y, data.config.seed)
+    if r is None:
+        return None
+    tp, npos, fp, nneg = r
+    a, b = wilson(tp, npos), wilson(fp, nneg)
+    lo, hi = newcombe(a, b)
+    return Measurement(run.name, metric, a.value - b.value, "advantage", npos + nneg, lo, hi,
+                       _params(run, data, party) | {"positives": npos} | (extra or {}),
+                       text=f"{text}; TPR {tp}/{npos}, FPR {fp}/{nneg} (chance: 0)")
+
+
+def content_verdict_inference(run: SchemeRun, data: RunData, views: dict) -> list[Measurement]:
+    """Per party: can it read the verdict from the *contents* of what it received and opened
+    (not only sizes)? Logistic regression on byte features, one message per distinct image."""
+    labels = _labels(run, data)
+    mids = sorted(labels)
+    y = np.array([labels[m] for m in mids])
+    out = []
+    for party, pv in sorted(views.items()):
+        x = np.stack([content_features(pv[m].chunks() if m in pv else []) for m in mids]) if mids else None
+        if x is None:
+            continue
+        m = content_advantage(run, data, "verdict_inference_content_advantage", party, x, y,
+                              "logistic regression on the first and last 32 bytes of each received and opened "
+                              "value, 5-fold cross-validated")
+        if m is not None:
+            out.append(m)
+    return out
+
+
 # -- declarations ----------------------------------------------------------------------------
 PROBE_QUANTITY = {"linkability_advantage": "link", "verdict_inference_advantage": "verdict",
+                  "verdict_inference_content_advantage": "verdict", "synthetic_distinguish_advantage": "verdict",
                   "hash_bits_recovered": "hash", "chunk_bits_revealed": "chunks",
                   "benign_voucher_open_rate": "image", "below_threshold_advantage": "count"}
 
@@ -327,5 +400,6 @@ def adversary_probes(run: SchemeRun, data: RunData) -> list[Measurement]:
     views = party_views(run, data)
     hashes, recovered = hash_recovery(run, data, views)
     return (declared_leakage(run, data) + hashes + linkability(run, data, views, recovered)
-            + verdict_inference(run, data, views) + chunk_probes(run, data, views) + below_threshold(run, data)
+            + verdict_inference(run, data, views) + content_verdict_inference(run, data, views)
+            + chunk_probes(run, data, views) + below_threshold(run, data)
             + near_miss_attack(run, data))

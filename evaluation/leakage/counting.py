@@ -56,8 +56,10 @@ def images_per_account(data: RunData, t: int) -> int:
     return max(t, int(np.median([len(v) for v in per.values()])) if per else t)
 
 
-def count_views(scheme, data: RunData, t: int, n: int, accounts: int, seed: int) -> dict[int, list[int]]:
-    """k -> per account, how many of its n messages the provider opened anything for."""
+def count_views(scheme, data: RunData, t: int, n: int, accounts: int,
+                seed: int) -> tuple[dict[int, list[int]], list[tuple[bytes, bool]]]:
+    """(k -> per account, how many of its n messages the provider opened anything for;
+    every value the provider opened, with whether its image was listed)."""
     listed = list(data.known)
     cache = {id(it.image): h for it, h in zip(listed, data.hasher.hash_many([it.image for it in listed]))}
     bh = data.hasher.hash_many([it.image for it in data.benign])
@@ -65,7 +67,7 @@ def count_views(scheme, data: RunData, t: int, n: int, accounts: int, seed: int)
     cache |= {id(it.image): h for it, h in zip(data.benign, bh)}
     probe = type(scheme)(CachedHasher(data.hasher, cache), scheme.threshold, **scheme.p)
     if len(listed) < t - 1 or len(benign) < n:
-        return {}
+        return {}, []
     ledger = Ledger()
     channel, clock = Channel(ledger), PartyClock()
     rng = np.random.default_rng([seed, 0xC0])
@@ -76,6 +78,7 @@ def count_views(scheme, data: RunData, t: int, n: int, accounts: int, seed: int)
     with channel.exchange("setup"):
         pstate, bundle = probe.provider_setup(data.db, ctx("setup", PROVIDER))
     owner: dict[str, tuple[int, str]] = {}
+    is_listed: dict[str, bool] = {}
     for k in range(t):
         for a in range(accounts):
             acct = f"count-k{k}-a{a}"
@@ -87,19 +90,21 @@ def count_views(scheme, data: RunData, t: int, n: int, accounts: int, seed: int)
             for j in rng.permutation(n):
                 mid = f"{acct}-m{j}"
                 owner[mid] = (k, acct)
+                is_listed[mid] = j < k
                 c = ctx(mid, acct)
                 with channel.exchange(mid):
                     payload = probe.device_prepare(dstate, pick[j].image, c).payload
                     received = channel.send(DEVICE, PROVIDER, "payload", payload)
                     probe.provider_receive(pstate, received, c)
-    opened_for = {mid for mid, _, _ in ledger.opened.get(PROVIDER, []) if mid in owner}
+    opened = [(mid, v) for mid, _, v in ledger.opened.get(PROVIDER, []) if mid in owner]
+    opened_for = {mid for mid, _ in opened}
     counts: dict[str, int] = defaultdict(int)
     for mid, (k, acct) in owner.items():
         counts[acct] += mid in opened_for
     out: dict[int, list[int]] = defaultdict(list)
     for acct in sorted(counts):
         out[int(acct.split("-k")[1].split("-")[0])].append(counts[acct])
-    return dict(out)
+    return dict(out), [(v, is_listed[mid]) for mid, v in opened]
 
 
 def below_threshold(run: SchemeRun, data: RunData, accounts: int = ACCOUNTS) -> list[Measurement]:
@@ -112,7 +117,7 @@ def below_threshold(run: SchemeRun, data: RunData, accounts: int = ACCOUNTS) -> 
     if t < 2:
         return []
     n = images_per_account(data, t)
-    views = count_views(run.scheme, data, t, n, accounts, data.config.seed)
+    views, opened = count_views(run.scheme, data, t, n, accounts, data.config.seed)
     base = run.scheme.describe_params() | {"corpus": data.config.corpus, "profile": data.config.profile,
                                            "party": PROVIDER, "list_size": len(data.db)}
     out = []
@@ -136,7 +141,24 @@ def below_threshold(run: SchemeRun, data: RunData, accounts: int = ACCOUNTS) -> 
                  f"images; TPR {tp}/{npos}, FPR {fp}/{nneg} (chance: 0); declared bound {bound:.3f}"))
         out.append(Measurement(run.name, "declared_below_threshold_advantage", bound, "advantage", 1, params=p,
                                label="declared", text="count_advantage_bound(n, k): TV distance of the counts"))
+    out += synthetic_distinguish(run, data, opened, base)
     return out
+
+
+def synthetic_distinguish(run: SchemeRun, data: RunData, opened: list[tuple[bytes, bool]],
+                          base: dict) -> list[Measurement]:
+    """Below t, can the provider tell an opened real voucher from an opened synthetic one by
+    its contents (share, DHF value, inner ciphertext)? Declared: no (bound 0)."""
+    from e2eebench.evaluation.leakage.adversary import content_advantage, content_features
+    if not opened:
+        return []
+    x = np.stack([content_features([v]) for v, _ in opened])
+    y = np.array([lab for _, lab in opened])
+    m = content_advantage(run, data, "synthetic_distinguish_advantage", PROVIDER, x, y,
+                          "opened outer layers below t, real (listed image) vs synthetic: logistic regression "
+                          "on their bytes, 5-fold cross-validated",
+                          {k: v for k, v in base.items() if k != "party"} | {"declared_bound": 0.0})
+    return [m] if m is not None else []
 
 
 __all__ = ["below_threshold", "count_views", "CachedHasher", "images_per_account"]
