@@ -171,7 +171,12 @@ def fit(kind: str, hasher: Hasher | str = "pdq", exclude: frozenset[str] = froze
         zs[zs == 0] = 1.0
         mlp = MLPRegressor(hidden_layer_sizes=(MLP_HIDDEN,), alpha=1.0, max_iter=150, early_stopping=True,
                            n_iter_no_change=15, random_state=0)
-        with threadpool_limits(1):
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        with threadpool_limits(1), warnings.catch_warnings():
+            # the epoch cap is part of the quick attacker's budget: stopping there is not an error
+            warnings.simplefilter("ignore", ConvergenceWarning)
             mlp.fit(xs, z / zs)
         return InversionModel(kind, name, comp.T * 0.0, ym, mu, sd, ym.copy(), 1.0, int(keep.sum()),
                               "mlp", (mlp, comp, zs))
