@@ -27,7 +27,7 @@ import numpy as np
 
 from e2eebench.protocols.channel import DEVICE, PROVIDER, Channel, Ledger, MessageContext, PartyClock
 from e2eebench.protocols.registry import scheme_class
-from e2eebench.evaluation.leakage.adversary import lookup_attack, newcombe
+from e2eebench.evaluation.leakage.attackers import lookup_attack, newcombe
 from e2eebench.evaluation.run.runner import RunData, SchemeRun
 from e2eebench.evaluation.run.stats import wilson
 from e2eebench.evaluation.run.store import Measurement
@@ -149,7 +149,7 @@ def synthetic_distinguish(run: SchemeRun, data: RunData, opened: list[tuple[byte
                           base: dict) -> list[Measurement]:
     """Below t, can the provider tell an opened real voucher from an opened synthetic one by
     its contents (share, DHF value, inner ciphertext)? Declared: no (bound 0)."""
-    from e2eebench.evaluation.leakage.adversary import content_advantage, content_features
+    from e2eebench.evaluation.leakage.attackers import content_advantage, content_features
     if not opened:
         return []
     x = np.stack([content_features([v]) for v, _ in opened])
