@@ -418,11 +418,17 @@ class TPsiAd(_PsiBase):
     # below t the provider still sees which vouchers' outer layer opened: real matches plus
     # synthetic vouchers. The count is noised, not hidden; ``count_advantage_bound`` is the
     # declared size, the below-threshold probe measures it from the provider's raw view
-    leakage = {PROVIDER: ("verdict", "count")}
+    # and resends of an image whose voucher opens repeat its share (a real one must, so that a
+    # resend adds nothing to t; a synthetic one must too, or a repeat would prove a voucher real):
+    # the provider links the resends of the synthetic_rate share of benign images (measured:
+    # linkability_advantage, quick profile, once a raw view recorded the opened layers)
+    leakage = {PROVIDER: ("verdict", "count", "link")}
     leakage_text = {PROVIDER: "verdicts once an account reaches t distinct matches; below t, how many of an "
                               "account's vouchers opened their outer layer (real matches plus synthetic "
                               "vouchers at synthetic_rate): an account with k < t matches is told from one "
-                              "with none with advantage at most count_advantage_bound(n, k)"}
+                              "with none with advantage at most count_advantage_bound(n, k); and resends of "
+                              "an image whose voucher opened (about synthetic_rate of benign images), which "
+                              "repeat its share"}
     account_threshold = "t"
     trust = ("provider's list; device software (it draws the synthetic vouchers and keeps the PRF key); the "
              "threshold t is a promise kept by the device's sharing")

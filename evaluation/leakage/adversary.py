@@ -251,15 +251,23 @@ def verdict_inference(run: SchemeRun, data: RunData, views: dict) -> list[Measur
 
 
 # -- verdict inference on contents ----------------------------------------------------------
+def _detection_chunks(v: MessageView) -> list[bytes]:
+    body = {id(b) for b in v.bodies}
+    return [c for c in v.raw if id(c) not in body] + [b for _, b in v.opened]
+
+
 def content_verdict_inference(run: SchemeRun, data: RunData, views: dict) -> list[Measurement]:
     """Per party: can it read the verdict from the *contents* of what it received and opened
-    (not only sizes)? Logistic regression on byte features, one message per distinct image."""
+    (not only sizes; envelope bodies left out)? Logistic regression on byte features, one message
+    per distinct image."""
     labels = _labels(run, data)
     mids = sorted(labels)
     y = np.array([labels[m] for m in mids])
     out = []
     for party, pv in sorted(views.items()):
-        x = np.stack([content_features(pv[m].chunks() if m in pv else []) for m in mids]) if mids else None
+        # without the envelope bodies: the message itself is not what detection adds (known and
+        # benign images differ by the workload's transforms), as for the size attacker
+        x = np.stack([content_features(_detection_chunks(pv[m]) if m in pv else []) for m in mids]) if mids else None
         if x is None:
             continue
         m = content_advantage(run, data, "verdict_inference_content_advantage", party, x, y,
