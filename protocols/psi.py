@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import struct
 import time
 from dataclasses import dataclass, field
@@ -457,6 +458,7 @@ class PsiAd(_PsiBase):
             ctx.verdict(PROVIDER, False)
             return
         plain = res[1]
+        ctx.opened(PROVIDER, "voucher", plain)
         if plain[:BIND_BYTES] != bind:  # authenticated by the AEAD, so only a dishonest device gets here
             raise AuthenticationFailed("opened voucher names another account or message")
         ctx.learn(PROVIDER, "report", {"message": ctx.message_id, "account": ctx.account,
@@ -499,8 +501,21 @@ class TPsiAd(_PsiBase):
 
     name = "tpsi-ad"
     verdict_to = "provider, after t distinct matches"
-    leakage = {PROVIDER: ("verdict",)}
-    leakage_text = {PROVIDER: "verdicts once an account reaches t distinct matches; nothing below t"}
+    # below t the provider still sees which vouchers' outer layer opened: real matches plus
+    # synthetic vouchers. The count is noised, not hidden; ``count_advantage_bound`` is the
+    # declared size, the below-threshold probe measures it from the provider's raw view
+    # and resends of an image whose voucher opens repeat its share (a real one must, so that a
+    # resend adds nothing to t; a synthetic one must too, or a repeat would prove a voucher real):
+    # the provider links the resends of the synthetic_rate share of benign images (measured:
+    # linkability_advantage, quick profile, once a raw view recorded the opened layers)
+    leakage = {PROVIDER: ("verdict", "count", "link")}
+    leakage_text = {PROVIDER: "verdicts once an account reaches t distinct matches; below t, how many of an "
+                              "account's vouchers opened their outer layer (real matches plus synthetic "
+                              "vouchers at synthetic_rate): an account with k < t matches is told from one "
+                              "with none with advantage at most count_advantage_bound(n, k); and resends of "
+                              "an image whose voucher opened (about synthetic_rate of benign images), which "
+                              "repeat its share"}
+    account_threshold = "t"
     trust = ("provider's list; device software (it draws the synthetic vouchers and keeps the PRF key); the "
              "threshold t is a promise kept by the device's sharing")
     matching = "exact"
@@ -530,6 +545,16 @@ class TPsiAd(_PsiBase):
 
     def _provider_extra(self) -> dict:
         return {"accounts": {}, "reconstruct_s": 0.0}
+
+    def count_advantage_bound(self, n_images: int, k_real: int) -> float:
+        """Declared below-t leakage: the total-variation distance between the opened-voucher count
+        of an account with k real matches among n distinct images, k + Binomial(n - k, p), and of
+        one with none, Binomial(n, p) (p = synthetic_rate); no test on the count does better."""
+        p = self.p["synthetic_rate"]
+
+        def pmf(m: int, x: int) -> float:
+            return math.comb(m, x) * p ** x * (1 - p) ** (m - x) if 0 <= x <= m else 0.0
+        return 0.5 * sum(abs(pmf(n_images, x) - pmf(n_images - k_real, x - k_real)) for x in range(n_images + 1))
 
     def account_verdicts(self, db: KnownHashDatabase,
                          sent: list[tuple[str, str, Image.Image, bool]]) -> dict[str, bool]:
@@ -608,6 +633,7 @@ class TPsiAd(_PsiBase):
         ctx.learn(PROVIDER, "outer_open", res is not None)
         if res is None:
             return
+        ctx.opened(PROVIDER, "outer layer", res[1])  # real match or synthetic: it cannot tell which
         plain, t, s = res[1], self.p["t"], self.p["max_synthetic"]
         share = Share.decode(plain[:SHARE_BYTES])
         v = dhf_decode(plain[SHARE_BYTES:SHARE_BYTES + DHF_BYTES * s], s)
@@ -660,6 +686,7 @@ class TPsiAd(_PsiBase):
             if plain is None:  # off the polynomial or garbage inner layer: a synthetic voucher
                 ctx.learn(PROVIDER, "synthetic", True, message_id=rec.message_id)
                 continue
+            ctx.ledger.record_opened(PROVIDER, "inner layer", plain, rec.message_id)
             ctx.learn(PROVIDER, "report", {"message": rec.message_id, "account": ctx.account,
                                            "derivative": plain[BIND_BYTES:].hex()}, message_id=rec.message_id)
             ctx.verdict(PROVIDER, True, message_id=rec.message_id)

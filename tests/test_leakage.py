@@ -101,3 +101,40 @@ def test_inversion_probe_on_a_run(small_data):
         assert ms["inversion_ssim"].value > ms["inversion_ssim_baseline"].value
     ms = {m.metric: m for m in inversion(run_scheme("on-device-bloom", small_data), small_data)}
     assert ms["inversion_ssim"].value is None and ms["inversion_ssim"].text == "no hash in provider view"
+
+
+def test_membership_oracle_reads_the_device_view_not_the_ledger(small_data):
+    """The oracle is a replay on the bundle the device received: wiping the ledger's verdicts
+    changes nothing; on-device matching is an offline oracle, psi-ad's vouchers are not, and
+    client PSI needs the provider for each test."""
+    from e2eebench.evaluation.leakage.probes import membership_oracle, oracle_replay
+    got = {}
+    for name in ("on-device-list", "psi-ad", "psi-client-learns"):
+        run = run_scheme(name, small_data)
+        run.ledger.learned.clear()
+        got[name] = (oracle_replay(run, small_data), membership_oracle(run, small_data)[0])
+    (kind, tp, npos, fp, nneg), m = got["on-device-list"]
+    assert kind == "offline" and tp == npos > 0 and fp == 0 < nneg and m.value > 0, m
+    (kind, tp, npos, fp, nneg), m = got["psi-ad"]
+    assert kind == "offline" and tp == npos and fp == nneg and m.value == 0.0, m
+    assert got["psi-client-learns"][0][0] == "online" and got["psi-client-learns"][1].value == 0.0
+
+
+def test_mlp_attacker_beats_the_baseline_and_is_seeded(held_out):
+    thumbs, hs, _ = held_out
+    m = inv.fit("hash", PDQ, n_dead_leaves=250, with_bundled=False, attacker="mlp")
+    s = inv.score(m.reconstruct(hashes=hs), thumbs, m.mean_thumb)
+    assert m.attacker == "mlp" and s.ssim[1] > s.baseline_ssim[2], s
+    again = inv.fit("hash", PDQ, n_dead_leaves=250, with_bundled=False, attacker="mlp")
+    assert np.array_equal(again.reconstruct(hashes=hs), m.reconstruct(hashes=hs))
+    with pytest.raises(ConfigError):
+        inv.fit("hash", PDQ, attacker="forest")
+
+
+def test_training_excludes_every_tile_of_an_evaluated_photo():
+    ts = inv.training_set("pdq", 20)
+    groups = [g for g in ts.groups if sum(x == g for x in ts.groups) > 1]
+    assert groups, "no photo with tiles in the attacker's corpus: the check is empty"
+    g = groups[0]
+    m = inv.fit("hash", PDQ, exclude=frozenset({g}), n_dead_leaves=20)
+    assert m.n_train == len(ts.ids) - sum(x == g for x in ts.groups)

@@ -110,3 +110,60 @@ def test_lookup_attacker_reads_a_perfect_feature_and_not_a_constant():
     assert tp == 0 and fp == 0
     lo, hi = newcombe(wilson(0, npos), wilson(0, nneg))
     assert lo < 0 < hi
+
+
+class _NoSyntheticTPsi(SCHEMES["tpsi-ad"]):
+    """Leaky tpsi-ad: declares synthetic_rate but its devices never send a synthetic voucher, so
+    the provider's opened-voucher count below t is the real match count."""
+
+    def is_synthetic(self, state, element):
+        return False
+
+
+def test_below_threshold_count_flags_a_device_without_synthetic_vouchers(data):
+    from e2eebench.evaluation.leakage.counting import below_threshold
+    run = run_scheme("tpsi-ad", data)
+    fixed = [m for m in below_threshold(run, data, accounts=40) if m.metric == "below_threshold_advantage"
+             and m.label == "measured"]
+    assert [m.params["k"] for m in fixed] == [1, 2]
+    for m in fixed:
+        assert m.n == 80 and m.ci_low <= m.params["declared_bound"] <= m.ci_high, m
+        assert not exceeds_declaration(m, SCHEMES["tpsi-ad"])
+    assert fixed[0].value < 1.0  # synthetic vouchers do hide some accounts with one match
+    run.scheme = _NoSyntheticTPsi(data.hasher, run.scheme.threshold, **run.scheme.p)
+    leaky = [m for m in below_threshold(run, data, accounts=40) if m.metric == "below_threshold_advantage"
+             and m.label == "measured"]
+    assert all(m.value == 1.0 for m in leaky), leaky
+    # k = 1, where the declared bound is furthest from 1, is flagged at this n
+    assert exceeds_declaration(leaky[0], SCHEMES["tpsi-ad"]), leaky[0]
+
+
+def test_count_bound_is_the_tv_distance_of_shifted_binomials():
+    from e2eebench.clientside.hashing import get_hasher
+    s = SCHEMES["tpsi-ad"](get_hasher("pdq"), synthetic_rate=0.0)
+    assert s.count_advantage_bound(10, 1) == 1.0
+    s = SCHEMES["tpsi-ad"](get_hasher("pdq"), synthetic_rate=0.05)
+    assert abs(s.count_advantage_bound(1, 1) - 0.95) < 1e-12  # one image: opened always vs 5%
+    assert 0 < s.count_advantage_bound(20, 1) < s.count_advantage_bound(20, 2) < 1
+
+
+def test_content_attacker_reads_a_flag_byte_and_not_ciphertext():
+    from e2eebench.evaluation.leakage.adversary import content_attack, content_features
+    rng = np.random.default_rng(0)
+    y = np.arange(150) % 3 == 0
+    leaky = np.stack([content_features([bytes([int(v)]) + rng.bytes(47)]) for v in y])
+    sealed = np.stack([content_features([rng.bytes(48)]) for _ in y])
+    tp, npos, fp, nneg = content_attack(leaky, y, 0)
+    lo, _ = newcombe(wilson(tp, npos), wilson(fp, nneg))
+    assert lo > 0.7, (tp, npos, fp, nneg)
+    tp, npos, fp, nneg = content_attack(sealed, y, 0)
+    lo, _ = newcombe(wilson(tp, npos), wilson(fp, nneg))
+    assert lo <= 0
+
+
+def test_tpsi_opened_real_and_synthetic_vouchers_look_alike(data):
+    from e2eebench.evaluation.leakage.counting import below_threshold
+    run = run_scheme("tpsi-ad", data, params={"synthetic_rate": 0.3})
+    m = next(m for m in below_threshold(run, data, accounts=20) if m.metric == "synthetic_distinguish_advantage")
+    assert m.n > 40 and m.params["positives"] >= 5, m
+    assert m.ci_low <= 0 and not exceeds_declaration(m, SCHEMES["tpsi-ad"]), m

@@ -52,3 +52,41 @@ def test_no_single_server_can_unmask_the_distances(monkeypatch):
     # a server holding r itself could divide it out and read prod(d - i), i.e. each distance
     assert not own1 & set(ratio), "the provider alone knows the mask"
     assert not own2 & set(ratio), "the second server alone knows the mask"
+
+
+def _flip(h: np.ndarray, k: int, rng) -> np.ndarray:
+    bits = np.unpackbits(h).copy()
+    idx = rng.choice(len(bits), k, replace=False)
+    bits[idx] ^= 1
+    return np.packbits(bits)
+
+
+def test_deviating_provider_reads_near_misses_unnoticed():
+    """The deviating-server attack, against the real protocol: the provider swaps its test points
+    for the band (tau, 2 tau + 1] and reads exactly which entries lie in it; the honest provider
+    learns no match; the second server's view is the same size and shape."""
+    from e2eebench.evaluation.leakage.mpc_deviation import attack
+    rng = np.random.default_rng(11)
+    hasher = get_hasher("pdq")
+    imgs = [(f"m{i}", Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))) for i in range(4)]
+    hs = [hasher.hash(im) for _, im in imgs]
+    tau = 8
+    # entry 0: 12 bits from image 0 (in the band 9..17); entry 1: 30 from image 1 (outside);
+    # entry 2: 17 from image 2 (the band's edge); entry 3: random
+    rows = [_flip(hs[0], 12, rng), _flip(hs[1], 30, rng), _flip(hs[2], 17, rng),
+            rng.integers(0, 256, hasher.nbytes, dtype=np.uint8)]
+    db = KnownHashDatabase([f"k{i}" for i in range(4)], {"pdq": np.stack(rows)})
+    scheme = TwoServerMPC(hasher, threshold=tau)
+    r = attack(scheme, hasher, db, imgs, seed=2)
+    read = np.stack(r["read"])
+    assert read[0, 0] and read[2, 2] and not read[1].any() and not read[3].any(), read
+    assert (read == np.stack(r["truth"])).all()
+    assert not any(r["detected"])
+    # the honest protocol on the same images: no entry within tau, so no match is learned
+    honest = TwoServerMPC(hasher, threshold=tau)
+    ch = Channel(Ledger())
+    pstate, bundle = honest.provider_setup(db, _ctx(ch, "setup", 1))
+    dstate = honest.device_load(bundle, "acct-0", _ctx(ch, "load", 2))
+    ctx = _ctx(ch, "m0", 3)
+    honest.provider_receive(pstate, honest.device_prepare(dstate, imgs[0][1], ctx).payload, ctx)
+    assert [x.value for x in ctx.ledger.learned_by(PROVIDER, "verdict")] == [False]

@@ -16,10 +16,14 @@ model, method, estimator and limits.
   flights a party (or a link observer) sees per image message (the better of exact sizes and
   transfer counts), 5-fold cross-validated, one message per distinct image; label = the
   scheme's plaintext match bit.
+- ``verdict_inference_content_advantage``: the same labels, a logistic-regression attacker on the
+  bytes a party received and opened (head and tail of each value), 5-fold cross-validated.
 - ``hash_bits_recovered``: per benign image, bits of its hash recoverable from the view:
   the hash verbatim (all bits), or a real-valued intermediate median-thresholded, scored as
   bits x (1 - H2(bit error rate)) (the capacity of a binary symmetric channel).
 - ``chunk_bits_revealed`` / ``benign_voucher_open_rate``: chunked PSI (see :mod:`chunks`).
+- ``below_threshold_advantage``: account-threshold schemes, per k < t (see :mod:`counting`).
+- ``mpc_deviation_*``: the deviating-server attack on two-server MPC (see :mod:`mpc_deviation`).
 """
 from __future__ import annotations
 
@@ -29,30 +33,16 @@ from collections import defaultdict
 import numpy as np
 
 from e2eebench.protocols.framework import LEAKS, declared_leaks
+from e2eebench.evaluation.leakage.attackers import (FOLDS, _params, content_advantage, content_attack,  # noqa: F401
+                                                    content_features, lookup_attack, newcombe)
 from e2eebench.evaluation.leakage.views import MessageView, observer_features, party_views
 from e2eebench.evaluation.run.runner import RunData, SchemeRun
-from e2eebench.evaluation.run.stats import Estimate, mean_ci, wilson
+from e2eebench.evaluation.run.stats import mean_ci, wilson
 from e2eebench.evaluation.run.store import Measurement
 
 TOKEN = 8
 SAMPLE_ABOVE = 4096       # chunks longer than this: aligned words, 1/16 of them (content-defined)
 _MULT = np.uint64(0x9E3779B97F4A7C15)
-FOLDS = 5
-
-
-def newcombe(a: Estimate, b: Estimate) -> tuple[float | None, float | None]:
-    """Newcombe's hybrid score interval for the difference of two proportions (Wilson each)."""
-    if a.ci_low is None or b.ci_low is None:
-        return None, None
-    d = a.value - b.value
-    lo = d - math.sqrt((a.value - a.ci_low) ** 2 + (b.ci_high - b.value) ** 2)
-    hi = d + math.sqrt((a.ci_high - a.value) ** 2 + (b.value - b.ci_low) ** 2)
-    return max(-1.0, lo), min(1.0, hi)
-
-
-def _params(run: SchemeRun, data: RunData, party: str) -> dict:
-    return run.scheme.describe_params() | {"corpus": data.config.corpus, "profile": data.config.profile,
-                                           "party": party, "list_size": len(data.db)}
 
 
 # -- tokens ----------------------------------------------------------------------------------
@@ -218,29 +208,6 @@ def _labels(run: SchemeRun, data: RunData) -> dict[str, bool]:
     return out
 
 
-def lookup_attack(features: dict[str, tuple], labels: dict[str, bool], seed: int) -> tuple[int, int, int, int]:
-    """Cross-validated lookup-table attacker: per feature value guess the training majority
-    (unseen values: the training majority class). Returns (tp, n_pos, fp, n_neg)."""
-    mids = sorted(labels)
-    y = np.array([labels[m] for m in mids])
-    rng = np.random.default_rng(seed)
-    fold = np.empty(len(mids), int)
-    for cls in (True, False):   # stratified folds
-        idx = rng.permutation(np.flatnonzero(y == cls))
-        fold[idx] = np.arange(len(idx)) % FOLDS
-    pred = np.zeros(len(mids), bool)
-    for f in range(FOLDS):
-        tr, te = fold != f, fold == f
-        votes: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
-        for i in np.flatnonzero(tr):
-            votes[features.get(mids[i], ())][int(y[i])] += 1
-        prior = y[tr].mean() > 0.5 if tr.any() else False
-        for i in np.flatnonzero(te):
-            v = votes.get(features.get(mids[i], ()))
-            pred[i] = (v[1] > v[0]) if v is not None and v[0] != v[1] else prior
-    return int((pred & y).sum()), int(y.sum()), int((pred & ~y).sum()), int((~y).sum())
-
-
 def _shape(f: tuple) -> tuple:
     """The coarse signature of a feature: transfers per direction (observer: (sender, size)
     items) or the number of transfers received and values opened (party: two size tuples)."""
@@ -283,8 +250,37 @@ def verdict_inference(run: SchemeRun, data: RunData, views: dict) -> list[Measur
     return out
 
 
+# -- verdict inference on contents ----------------------------------------------------------
+def _detection_chunks(v: MessageView) -> list[bytes]:
+    body = {id(b) for b in v.bodies}
+    return [c for c in v.raw if id(c) not in body] + [b for _, b in v.opened]
+
+
+def content_verdict_inference(run: SchemeRun, data: RunData, views: dict) -> list[Measurement]:
+    """Per party: can it read the verdict from the *contents* of what it received and opened
+    (not only sizes; envelope bodies left out)? Logistic regression on byte features, one message
+    per distinct image."""
+    labels = _labels(run, data)
+    mids = sorted(labels)
+    y = np.array([labels[m] for m in mids])
+    out = []
+    for party, pv in sorted(views.items()):
+        # without the envelope bodies: the message itself is not what detection adds (known and
+        # benign images differ by the workload's transforms), as for the size attacker
+        x = np.stack([content_features(_detection_chunks(pv[m]) if m in pv else []) for m in mids]) if mids else None
+        if x is None:
+            continue
+        m = content_advantage(run, data, "verdict_inference_content_advantage", party, x, y,
+                              "logistic regression on the first and last 32 bytes of each received and opened "
+                              "value, 5-fold cross-validated")
+        if m is not None:
+            out.append(m)
+    return out
+
+
 # -- declarations ----------------------------------------------------------------------------
 PROBE_QUANTITY = {"linkability_advantage": "link", "verdict_inference_advantage": "verdict",
+                  "verdict_inference_content_advantage": "verdict", "synthetic_distinguish_advantage": "verdict",
                   "hash_bits_recovered": "hash", "chunk_bits_revealed": "chunks",
                   "benign_voucher_open_rate": "image", "below_threshold_advantage": "count"}
 
@@ -309,15 +305,22 @@ def exceeds_declaration(m: Measurement, scheme) -> bool:
     if q is None or m.value is None or m.label != "measured":
         return False
     allowed = declared_leaks(scheme.leakage, "observer" if party.startswith("observer:") else party)
-    if q in allowed:
+    if q in allowed and m.params.get("declared_bound") is None:
         return False
     lo = m.ci_low if m.ci_low is not None else m.value
+    bound = m.params.get("declared_bound")
+    if bound is not None:  # a declared size (e.g. tpsi-ad's noised count): the interval must reach it
+        return lo > float(bound)
     return lo > 0
 
 
 def adversary_probes(run: SchemeRun, data: RunData) -> list[Measurement]:
     from e2eebench.evaluation.leakage.chunks import chunk_probes
+    from e2eebench.evaluation.leakage.counting import below_threshold
+    from e2eebench.evaluation.leakage.mpc_deviation import near_miss_attack
     views = party_views(run, data)
     hashes, recovered = hash_recovery(run, data, views)
     return (declared_leakage(run, data) + hashes + linkability(run, data, views, recovered)
-            + verdict_inference(run, data, views) + chunk_probes(run, data, views))
+            + verdict_inference(run, data, views) + content_verdict_inference(run, data, views)
+            + chunk_probes(run, data, views) + below_threshold(run, data)
+            + near_miss_attack(run, data))

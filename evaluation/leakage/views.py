@@ -34,6 +34,7 @@ class MessageView:
     opened: list[tuple[str, bytes]] = field(default_factory=list)  # (label, plaintext) it decrypted
     sizes: list[int] = field(default_factory=list)       # per received transfer: size (envelopes: payload)
     payload_lengths: list[int] = field(default_factory=list)  # detection payloads it received
+    bodies: list[bytes] = field(default_factory=list)    # envelope bodies (also in raw): the message itself
 
     def chunks(self) -> list[bytes]:
         return self.raw + [b for _, b in self.opened]
@@ -83,6 +84,7 @@ class PartyViews(Mapping):
                     v.sizes.append(len(payload))
                     v.raw.append(_blank(payload, ids))
                     v.raw.append(raw[b[2]:])  # the body as it crossed (E2EE or transport)
+                    v.bodies.append(v.raw[-1])
                     continue
             v.sizes.append(t.size)
             v.raw.append(_blank(raw, ids))

@@ -170,7 +170,8 @@ def leakage_by_party(df: pd.DataFrame) -> dict[str, dict[str, dict]]:
     """party -> metric -> figure, for every measurement that names a party (the leakage probes,
     labelled measured, and the leakage function, labelled declared). A figure at a list size
     other than the run's (a padded list) is keyed ``metric@list_size``; linkability over one
-    sender's own repeats ``linkability_advantage:same-sender``."""
+    sender's own repeats ``linkability_advantage:same-sender``; the count probe per k
+    ``below_threshold_advantage:k=1``."""
     out: dict[str, dict[str, dict]] = {}
     sizes = []
     rows = []
@@ -183,6 +184,7 @@ def leakage_by_party(df: pd.DataFrame) -> dict[str, dict[str, dict]]:
     base = min(sizes) if sizes else None
     for p, m in rows:
         key = m["metric"] + (f":{p['pairs']}" if p.get("pairs") not in (None, "any") else "")
+        key += f":k={p['k']}" if "k" in p else ""  # below-threshold counting, per k
         key += "" if p.get("list_size") in (None, base) else f"@{p['list_size']}"
         e = {"value": _num(m["value"]), "ci_low": _num(m["ci_low"]), "ci_high": _num(m["ci_high"]),
              "unit": m["unit"], "n": int(m["n"]), "label": m["label"]}
