@@ -155,6 +155,11 @@ def test_source_digest_follows_the_source_not_caches_or_order(tmp_path):
     assert source_digest({"pkg": a}) == d0
     (a / "sub" / "c.toml").rename(a / "c.toml")
     assert source_digest({"pkg": a}) != d0                     # a moved file changes it
+    (a / "c.toml").rename(a / "sub" / "c.toml")
+    (a / "render").mkdir()
+    (a / "render" / "fig.py").write_text("Y = 1\n")
+    assert source_digest({"pkg": a}, ["pkg/render"]) == d0     # a skipped folder: not cell code
+    assert source_digest({"pkg": a}) != d0
 
 
 def test_code_version_names_the_package_and_the_source():

@@ -60,13 +60,16 @@ class Cell:
 
 SOURCE_PACKAGES = ("protocols", "server", "clientside", "evaluation")
 SOURCE_SUFFIXES = (".py", ".toml")
+# the stages after the API only read and render stored cells: editing a figure changes no cell
+NOT_CELL_CODE = ("evaluation/assess", "evaluation/cli")
 
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
     """The version of the code that computes a cell: the package version and a SHA-256 over the
     source of protocols/, server/, clientside/ and evaluation/ (every .py and .toml file, by
-    relative path and content, in sorted order).
+    relative path and content, in sorted order), less evaluation/assess and evaluation/cli,
+    which only read and render stored cells.
 
     A digest of the source rather than the git commit: it is the same for the same code however
     it was installed (a checkout, a wheel, a tarball without .git), a commit that changes only
@@ -77,18 +80,22 @@ def code_version() -> str:
         version = metadata.version("e2eebench")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    return f"{version}+src.{source_digest(roots)[:16]}"
+    return f"{version}+src.{source_digest(roots, NOT_CELL_CODE)[:16]}"
 
 
-def source_digest(roots: dict[str, Path]) -> str:
+def source_digest(roots: dict[str, Path], skip: Sequence[str] = ()) -> str:
     """SHA-256 over every .py and .toml file under each root (name -> folder), by relative path
-    and content in sorted order; bytecode caches are not source."""
+    and content in sorted order, less the folders in ``skip`` ("name/sub"); bytecode caches are
+    not source."""
     h = hashlib.sha256()
     for pkg, base in sorted(roots.items()):
         files = sorted(f for f in base.rglob("*") if f.suffix in SOURCE_SUFFIXES and f.is_file()
                        and "__pycache__" not in f.relative_to(base).parts)
         for f in files:
-            rel = f"{pkg}/{f.relative_to(base).as_posix()}".encode()
+            name = f"{pkg}/{f.relative_to(base).as_posix()}"
+            if any(name.startswith(s.rstrip("/") + "/") for s in skip):
+                continue
+            rel = name.encode()
             data = f.read_bytes()
             h.update(len(rel).to_bytes(4, "big") + rel + len(data).to_bytes(8, "big") + data)
     return h.hexdigest()
