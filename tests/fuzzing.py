@@ -596,6 +596,33 @@ def franking_report_fields_target() -> Target:
     return Target(reports[0], decode, reports[1:], wire_magic=REPORT_MAGIC)
 
 
+def he_result_target() -> Target:
+    """The BFV result a device decrypts (he-hamming, key held on the device), as the provider
+    sends it: the provider is the attacker here and recomputes the frame checksum, so the bytes
+    reach SEAL's deserializer, the size and noise-budget checks and the decryption."""
+    from e2eebench.protocols import crypto_he
+    from e2eebench.protocols.channel import DEVICE
+    scheme, pstate, _, dstate, ch, items = _scheme("he-hamming")
+    results: list[bytes] = []
+    answer = ch.endpoints[DEVICE]
+
+    def capture(label, req, c):
+        results.append(bytes(req))
+        return answer(label, req, c)
+    ch.endpoints[DEVICE] = capture
+    for i, k in enumerate((0, 5)):
+        p = scheme.device_prepare(dstate, items[k].image, _ctx(f"r{i}", channel=ch, seed=30 + i)).payload
+        scheme.provider_receive(pstate, p, _ctx(f"r{i}", channel=ch))
+    ch.endpoints[DEVICE] = answer
+    holder = dstate["holder"]
+    parts = crypto_he._unframe(holder.RTAG, results[0], "BFV result")
+    other = crypto_he._unframe(holder.RTAG, results[1], "BFV result")[0]
+
+    def decode(b: bytes, c: str):
+        return scheme.decrypt(holder, crypto_he._frame(holder.RTAG, [b] + parts[1:]))
+    return Target(parts[0], decode, [other])
+
+
 AUTH_BUNDLES = {"on-device-list", "on-device-bloom", "on-device-lsh-bloom", "hash-upload", "partial-hash",
                 "psi-client-learns"}
 AUTH_PAYLOADS = {"server-side", "on-device-list", "on-device-bloom", "on-device-lsh-bloom", "hash-upload",
@@ -626,6 +653,8 @@ def entries() -> list[Entry]:
         Entry("psi-setup", psi_setup_target, False, native=True, note="root recomputed by the attacker"),
         Entry("psi-request", psi_request_target, False, native=True),
         Entry("psi-response", psi_response_target, False, native=True),
+        Entry("he-result", he_result_target, False, native=True,
+              note="SEAL; no integrity against the provider that computes it (checksum recomputed)"),
         Entry("franking-stamp", franking_stamp_target, True, note="the provider's tag, checked on the report"),
         Entry("franking-report", franking_report_target, True),
         Entry("franking-report-fields", franking_report_fields_target, True,
