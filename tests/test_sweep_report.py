@@ -109,3 +109,11 @@ def test_report_sweep_without_done_cells_is_one_clear_line(tmp_path, capsys):
     assert main(["report", "--sweep", str(path), "--db", str(db), "--out", str(tmp_path / "rep")]) == 2
     err = capsys.readouterr().err
     assert "no cell of grid.toml is done" in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_sweep_with_a_comparison_option_is_refused(tmp_path, capsys):
+    path = tmp_path / "grid.toml"
+    path.write_text(GRID)
+    assert main(["report", "--sweep", str(path), "--quick", "--out", str(tmp_path / "rep")]) == 2
+    assert "--sweep draws stored cells" in capsys.readouterr().err
+    assert not (tmp_path / "rep").exists()
