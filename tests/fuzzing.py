@@ -689,12 +689,13 @@ def report(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_all(n: int, seed: int = 0, names: list[str] | None = None, log: str | None = None) -> list[dict[str, Any]]:
+def run_all(n: int, seed: int = 0, names: list[str] | None = None, log: str | None = None,
+            chunk: int = CHUNK) -> list[dict[str, Any]]:
     out = []
     table = {e.name: e for e in entries()}
     for name in names or list(table):
         e = table[name]
-        r = fuzz_isolated(e, n, seed) if e.native else fuzz(e, n, seed)
+        r = fuzz_isolated(e, n, seed, chunk) if e.native else fuzz(e, n, seed)
         r["integrity"] = "yes" if e.authenticated else ("no: " + e.note if e.note else "no")
         out.append(r)
         if log:
@@ -712,12 +713,13 @@ def main() -> None:
     ap.add_argument("--entry", action="append")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--log", help="append each decoder's result as a JSON line to this file")
+    ap.add_argument("--chunk", type=int, default=CHUNK, help="inputs per child process (native decoders)")
     ap.add_argument("--in-process", action="store_true", help="(internal) one chunk, in this process")
     a = ap.parse_args()
     if a.in_process:
         print(json.dumps(fuzz(entry(a.entry[0]), a.inputs, a.seed)))
         return
-    results = run_all(a.inputs, a.seed, a.entry, a.log)
+    results = run_all(a.inputs, a.seed, a.entry, a.log, a.chunk)
     print(json.dumps(results) if a.json else report(results))
 
 
