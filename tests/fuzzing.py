@@ -259,8 +259,15 @@ def payload_target(name: str) -> Callable[[], Target]:
     def build() -> Target:
         scheme, pstate, _, dstate, ch, items = _scheme(name)
         payloads = []
+        from e2eebench.clientside.device import encode_png
+        from e2eebench.protocols.messaging import MessageBody
         for i, it in enumerate(items[:2] + items[5:6]):   # two known images, one benign
-            p = scheme.device_prepare(dstate, it.image, _ctx(f"m{i}", channel=ch, seed=10 + i)).payload
+            c = _ctx(f"m{i}", channel=ch, seed=10 + i)
+            prepared = scheme.device_prepare(dstate, it.image, c)
+            # the detection payload as it goes into the envelope: device_seal has the last word
+            # (an escrow copy, a franking commitment are made from the encoded body)
+            body = MessageBody("", encode_png(it.image)).encode()
+            p, _ = scheme.device_seal(dstate, body, prepared, c)
             payloads.append(bytes(p))
         valid = payloads[0]
         state = {"n": 0}
@@ -626,7 +633,8 @@ def he_result_target() -> Target:
 AUTH_BUNDLES = {"on-device-list", "on-device-bloom", "on-device-lsh-bloom", "hash-upload", "partial-hash",
                 "psi-client-learns"}
 AUTH_PAYLOADS = {"server-side", "on-device-list", "on-device-bloom", "on-device-lsh-bloom", "hash-upload",
-                 "partial-hash", "psi-client-learns", "enclave", "he-hamming", "he-hamming-3p", "he-cosine"}
+                 "partial-hash", "psi-client-learns", "enclave", "he-hamming", "he-hamming-3p", "he-cosine",
+                 "exceptional-access"}
 # a psi-ad voucher whose Q is altered finds no table entry and reads as a non-match: by design the
 # provider cannot tell it from a voucher for an unknown image (its AEAD refuses any other change)
 VOUCHERS = {"psi-ad", "tpsi-ad", "psi-ad-lsh"}

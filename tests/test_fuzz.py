@@ -137,3 +137,13 @@ def test_full_profile():
     bad = [r for r in results if r["unhandled"] or r["altered_accepted"] or r["native_crashes"]]
     assert not bad, [(r["decoder"], r["examples"]) for r in bad]
     assert all(r["inputs"] >= n for r in results)
+
+
+def test_payload_entries_fuzz_the_payload_device_seal_puts_in_the_envelope():
+    """exceptional-access and franking make their payload in device_seal (an escrow copy, a
+    commitment): fuzzing device_prepare's empty payload would test nothing."""
+    esc = next(e for e in PY if e.name == "payload:exceptional-access")
+    t = target(esc)
+    assert esc.authenticated and len(t.valid) > 32 and t.contexts
+    frank = target(next(e for e in PY if e.name == "payload:user-report-franking"))
+    assert len(frank.valid) == 32
