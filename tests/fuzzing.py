@@ -259,8 +259,15 @@ def payload_target(name: str) -> Callable[[], Target]:
     def build() -> Target:
         scheme, pstate, _, dstate, ch, items = _scheme(name)
         payloads = []
+        from e2eebench.clientside.device import encode_png
+        from e2eebench.protocols.messaging import MessageBody
         for i, it in enumerate(items[:2] + items[5:6]):   # two known images, one benign
-            p = scheme.device_prepare(dstate, it.image, _ctx(f"m{i}", channel=ch, seed=10 + i)).payload
+            c = _ctx(f"m{i}", channel=ch, seed=10 + i)
+            prepared = scheme.device_prepare(dstate, it.image, c)
+            # the detection payload as it goes into the envelope: device_seal has the last word
+            # (an escrow copy, a franking commitment are made from the encoded body)
+            body = MessageBody("", encode_png(it.image)).encode()
+            p, _ = scheme.device_seal(dstate, body, prepared, c)
             payloads.append(bytes(p))
         valid = payloads[0]
         state = {"n": 0}
@@ -415,15 +422,227 @@ def he_query_target() -> Target:
     return Target(valid, decode, [other])
 
 
+# --------------------------------------------------------------------------- recipient side
+@dataclass
+class _World:
+    """Two accounts and a third behind the provider's relay, on one scheme: what a recipient's
+    app (``Messenger.receive``) parses when the provider delivers a message."""
+    scheme: Any
+    pstate: Any
+    devs: dict
+    relay: Any
+    items: list
+    deliveries: list      # (envelope, stamp) delivered to acct-0001, in order
+
+
+@lru_cache(maxsize=4)
+def _world(name: str) -> _World:
+    from e2eebench.clientside.device import Messenger
+    from e2eebench.protocols.channel import PROVIDER, Channel, Ledger
+    from e2eebench.protocols.messaging import Identity
+    from e2eebench.protocols.registry import scheme_class
+    from e2eebench.server.relay import PrekeyStore, Relay
+    h, db, items = _small()
+    params = {"report_rate": 1.0} if name == "user-report-franking" else {}
+    scheme = scheme_class(name)(h, **params)
+    pstate, bundle = scheme.provider_setup(db, _ctx("setup", PROVIDER))
+    rng = np.random.default_rng(12)
+    names = ("acct-0000", "acct-0001", "acct-0002")
+    ids = {n: Identity.generate(n, rng.bytes) for n in names + (PROVIDER,)}
+    prekeys, devs = PrekeyStore(), {}
+    ch = Channel(Ledger())
+    for n in names:
+        devs[n] = Messenger(ids[n], prekeys, scheme, scheme.device_load(bundle, n, _ctx("bundle", n, channel=ch)))
+        devs[n].register(_ctx("prekeys", n, channel=ch))
+    relay = Relay(scheme, pstate, ids[PROVIDER], prekeys)
+    scheme.connect(ch, pstate, lambda a: devs[a].state)
+    out = []
+    # a known image, a reply (so the next message runs a DH ratchet step), then the fuzzed one
+    steps = [("acct-0000", "acct-0001", 0), ("acct-0001", "acct-0000", 5), ("acct-0000", "acct-0001", 1),
+             ("acct-0000", "acct-0001", 5)]
+    for i, (a, b, k) in enumerate(steps):
+        c = _ctx(f"d{i}", a, seed=20 + i, channel=ch)
+        c.extra["recipient_judges_abusive"] = k < 4
+        sent = devs[a].send(b, c, image=items[k].image)
+        d = relay.handle(sent.envelope, c)
+        if i < 2:
+            devs[b].receive(d, c)
+        else:
+            out.append((d.envelope, d.stamp))
+    return _World(scheme, pstate, devs, relay, items, out)
+
+
+def _copy_box(dev) -> Any:
+    """A copy of a device's mailbox (sessions, identity and prekeys: what opening mutates),
+    sharing what opening does not touch (the app, its directory, each session's random source)."""
+    import copy
+    memo = {id(dev): dev, id(dev.directory): dev.directory}
+    for sess in dev.mailbox.sessions.values():
+        rnd = getattr(sess, "_random", None)
+        if rnd is not None:
+            memo[id(rnd)] = rnd
+    return copy.deepcopy(dev.mailbox, memo)
+
+
+def _receive(w: _World, who: str, envelope: bytes, stamp: bytes, mid: str):
+    """``who``'s app receives one delivery on a copy of its state (its sessions, prekeys and the
+    scheme's provider state are restored for every input)."""
+    from e2eebench.protocols.channel import Channel, Ledger
+    from e2eebench.protocols.messaging import Delivery
+    dev = w.devs[who]
+    saved_box, saved_id = dev.mailbox, dev.identity
+    box = _copy_box(dev)
+    dev.mailbox, dev.identity = box, box.me
+    reported = w.pstate.get("reported") if isinstance(w.pstate, dict) else None
+    if reported is not None:
+        w.pstate["reported"] = set(reported)
+    ch = Channel(Ledger())
+    w.scheme.connect(ch, w.pstate, lambda a: w.devs[a].state)
+    c = _ctx(mid, who, channel=ch)
+    c.extra["recipient_judges_abusive"] = True
+    try:
+        return dev.receive(Delivery(envelope, stamp), c)
+    finally:
+        dev.mailbox, dev.identity = saved_box, saved_id
+        if reported is not None:
+            w.pstate["reported"] = reported
+
+
+def delivery_target(name: str) -> Callable[[], Target]:
+    """The envelope as delivered to its recipient (an established session, after a DH ratchet
+    step); for franking with its genuine stamp, and the recipient reports every image, so a
+    delivery it accepts also passes the provider's check of the report."""
+    def build() -> Target:
+        w = _world(name)
+        (env, stamp), (other, other_stamp) = w.deliveries
+        stamps = {other: other_stamp}   # each genuine envelope with its own stamp
+
+        def decode(b: bytes, c: str):
+            return _receive(w, "acct-0002" if c == OTHER_ACCOUNT else "acct-0001", b, stamps.get(b, stamp), "d9")
+        return Target(env, decode, [other], (OTHER_ACCOUNT,))
+    return build
+
+
+def franking_stamp_target() -> Target:
+    """The provider's stamp beside a genuine franked envelope: the recipient checks its length,
+    reports the message (report rate 1), and the provider checks its own tag on the report."""
+    from dataclasses import replace
+    from e2eebench.protocols.channel import RECIPIENT, Channel, Ledger
+    w = _world("user-report-franking")
+    (env, stamp), _ = w.deliveries
+    dev = w.devs["acct-0001"]
+    # the stamp travels beside the envelope and Mailbox.open passes it through untouched: the
+    # envelope is opened once, and every input goes through the scheme's recipient role
+    opened = _copy_box(dev).open(env, stamp)
+
+    def decode(b: bytes, c: str):
+        reported = w.pstate["reported"]
+        w.pstate["reported"] = set(reported)
+        ch = Channel(Ledger())
+        w.scheme.connect(ch, w.pstate, lambda a: w.devs[a].state)
+        ctx = _ctx("d9", "acct-0001", channel=ch)
+        ctx.extra["recipient_judges_abusive"] = True
+        try:
+            with ctx.role(RECIPIENT):
+                return w.scheme.recipient_receive(dev.state, replace(opened, stamp=b), ctx)
+        finally:
+            w.pstate["reported"] = reported
+    # no other genuine input: another message's stamp is an altered stamp for this envelope
+    return Target(stamp, decode)
+
+
+def _franking_report():
+    from e2eebench.protocols.franking import encode_report
+    from e2eebench.protocols.messaging import MessageBody
+    w = _world("user-report-franking")
+    reports = []
+    for env, stamp in w.deliveries:
+        d = _copy_box(w.devs["acct-0001"]).open(env, stamp)
+        assert MessageBody.decode(d.body).image
+        reports.append(encode_report(d.body, d.sealed, d.sender, "acct-0001", stamp))
+    return w, reports
+
+
+def franking_report_target() -> Target:
+    """The sealed report as the provider receives it (HPKE to its report key, bound to the
+    reporter's account and the message)."""
+    from e2eebench.protocols.franking import REPORT_LABEL, seal_report
+    w, reports = _franking_report()
+    key = w.devs["acct-0001"].state["report_key"]
+    valid = seal_report(key, reports[0], _ctx("r1", "acct-0001"))
+    others = [seal_report(key, reports[1], _ctx("r1", "acct-0001", seed=3))]
+
+    def decode(b: bytes, c: str):
+        acct = "acct-0002" if c == OTHER_ACCOUNT else "acct-0001"
+        mid = "r2" if c == OTHER_MESSAGE else "r1"
+        reported = w.pstate["reported"]
+        w.pstate["reported"] = set(reported)
+        try:
+            return w.scheme.provider_answer(w.pstate, REPORT_LABEL, b, _ctx(mid, acct))
+        finally:
+            w.pstate["reported"] = reported
+    return Target(valid, decode, others, (OTHER_ACCOUNT, OTHER_MESSAGE))
+
+
+def franking_report_fields_target() -> Target:
+    """The report's fields (body, franking key, sender, recipient, stamp) as a dishonest reporter
+    writes them, sealed correctly: only the provider's tag and the commitment stand between an
+    altered report and a verdict on a message nobody sent."""
+    from e2eebench.protocols.franking import REPORT_LABEL, REPORT_MAGIC, seal_report
+    w, reports = _franking_report()
+    key = w.devs["acct-0001"].state["report_key"]
+
+    def decode(b: bytes, c: str):
+        reported = w.pstate["reported"]
+        w.pstate["reported"] = set(reported)
+        try:
+            ctx = _ctx("r1", "acct-0001")
+            return w.scheme.provider_answer(w.pstate, REPORT_LABEL, seal_report(key, b, ctx), ctx)
+        finally:
+            w.pstate["reported"] = reported
+    return Target(reports[0], decode, reports[1:], wire_magic=REPORT_MAGIC)
+
+
+def he_result_target() -> Target:
+    """The BFV result a device decrypts (he-hamming, key held on the device), as the provider
+    sends it: the provider is the attacker here and recomputes the frame checksum, so the bytes
+    reach SEAL's deserializer, the size and noise-budget checks and the decryption."""
+    from e2eebench.protocols import crypto_he
+    from e2eebench.protocols.channel import DEVICE
+    scheme, pstate, _, dstate, ch, items = _scheme("he-hamming")
+    results: list[bytes] = []
+    answer = ch.endpoints[DEVICE]
+
+    def capture(label, req, c):
+        results.append(bytes(req))
+        return answer(label, req, c)
+    ch.endpoints[DEVICE] = capture
+    for i, k in enumerate((0, 5)):
+        p = scheme.device_prepare(dstate, items[k].image, _ctx(f"r{i}", channel=ch, seed=30 + i)).payload
+        scheme.provider_receive(pstate, p, _ctx(f"r{i}", channel=ch))
+    ch.endpoints[DEVICE] = answer
+    holder = dstate["holder"]
+    parts = crypto_he._unframe(holder.RTAG, results[0], "BFV result")
+    other = crypto_he._unframe(holder.RTAG, results[1], "BFV result")[0]
+
+    def decode(b: bytes, c: str):
+        return scheme.decrypt(holder, crypto_he._frame(holder.RTAG, [b] + parts[1:]))
+    return Target(parts[0], decode, [other])
+
+
 AUTH_BUNDLES = {"on-device-list", "on-device-bloom", "on-device-lsh-bloom", "hash-upload", "partial-hash",
                 "psi-client-learns"}
 AUTH_PAYLOADS = {"server-side", "on-device-list", "on-device-bloom", "on-device-lsh-bloom", "hash-upload",
-                 "partial-hash", "psi-client-learns", "enclave", "he-hamming", "he-hamming-3p", "he-cosine"}
+                 "partial-hash", "psi-client-learns", "enclave", "he-hamming", "he-hamming-3p", "he-cosine",
+                 "exceptional-access"}
 # a psi-ad voucher whose Q is altered finds no table entry and reads as a non-match: by design the
 # provider cannot tell it from a voucher for an unknown image (its AEAD refuses any other change)
 VOUCHERS = {"psi-ad", "tpsi-ad", "psi-ad-lsh"}
 NATIVE = {"psi-client-learns", "he-hamming", "he-hamming-3p", "he-cosine"}
 HE = {"he-hamming", "he-hamming-3p", "he-cosine"}
+# what a recipient's app parses: E2EE with the scheme's recipient role (franking), E2EE without
+# one (every other E2EE scheme: the recipient only opens the envelope), transport from the provider
+DELIVERY = ("user-report-franking", "on-device-list", "server-side")
 
 
 def entries() -> list[Entry]:
@@ -442,7 +661,15 @@ def entries() -> list[Entry]:
         Entry("psi-setup", psi_setup_target, False, native=True, note="root recomputed by the attacker"),
         Entry("psi-request", psi_request_target, False, native=True),
         Entry("psi-response", psi_response_target, False, native=True),
+        Entry("he-result", he_result_target, False, native=True,
+              note="SEAL; no integrity against the provider that computes it (checksum recomputed)"),
+        Entry("franking-stamp", franking_stamp_target, True, note="the provider's tag, checked on the report"),
+        Entry("franking-report", franking_report_target, True),
+        Entry("franking-report-fields", franking_report_fields_target, True,
+              note="the provider's tag and the commitment"),
     ]
+    for name in DELIVERY:
+        out.append(Entry(f"delivery:{name}", delivery_target(name), True))
     for name in sorted(SCHEMES):
         out.append(Entry(f"bundle:{name}", bundle_target(name), name in AUTH_BUNDLES or name in HE,
                          native=name in NATIVE, note="checksum (SEAL frames)" if name in HE else ""))
@@ -470,12 +697,13 @@ def report(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run_all(n: int, seed: int = 0, names: list[str] | None = None, log: str | None = None) -> list[dict[str, Any]]:
+def run_all(n: int, seed: int = 0, names: list[str] | None = None, log: str | None = None,
+            chunk: int = CHUNK) -> list[dict[str, Any]]:
     out = []
     table = {e.name: e for e in entries()}
     for name in names or list(table):
         e = table[name]
-        r = fuzz_isolated(e, n, seed) if e.native else fuzz(e, n, seed)
+        r = fuzz_isolated(e, n, seed, chunk) if e.native else fuzz(e, n, seed)
         r["integrity"] = "yes" if e.authenticated else ("no: " + e.note if e.note else "no")
         out.append(r)
         if log:
@@ -493,12 +721,13 @@ def main() -> None:
     ap.add_argument("--entry", action="append")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--log", help="append each decoder's result as a JSON line to this file")
+    ap.add_argument("--chunk", type=int, default=CHUNK, help="inputs per child process (native decoders)")
     ap.add_argument("--in-process", action="store_true", help="(internal) one chunk, in this process")
     a = ap.parse_args()
     if a.in_process:
         print(json.dumps(fuzz(entry(a.entry[0]), a.inputs, a.seed)))
         return
-    results = run_all(a.inputs, a.seed, a.entry, a.log)
+    results = run_all(a.inputs, a.seed, a.entry, a.log, a.chunk)
     print(json.dumps(results) if a.json else report(results))
 
 

@@ -79,6 +79,46 @@ def test_native_decoders_in_a_child_process(e):
     assert r["inputs"] == 150
 
 
+RECIPIENT_SIDE = [e for e in PY if e.name.startswith(("franking-", "delivery:"))]
+
+
+def test_the_recipient_side_and_franking_entries_are_in_the_table():
+    names = {e.name for e in RECIPIENT_SIDE}
+    assert names == {"franking-stamp", "franking-report", "franking-report-fields",
+                     "delivery:user-report-franking", "delivery:on-device-list", "delivery:server-side"}
+    assert all(e.authenticated for e in RECIPIENT_SIDE)
+
+
+@pytest.mark.parametrize("e", RECIPIENT_SIDE, ids=[e.name for e in RECIPIENT_SIDE])
+def test_genuine_recipient_side_inputs_are_accepted(e):
+    """The fuzzed decoders accept what they are meant to (else every input is refused trivially)."""
+    t = target(e)
+    for data in [t.valid] + t.others:
+        t.decode(data, fuzzing.SAME)
+
+
+@pytest.mark.parametrize("name", fuzzing.DELIVERY)
+def test_a_delivery_received_twice_is_a_replay(name):
+    from e2eebench.protocols.errors import ReplayError
+    w = fuzzing._world(name)
+    box = fuzzing._copy_box(w.devs["acct-0001"])
+    env, stamp = w.deliveries[0]
+    assert box.open(env, stamp).body
+    with pytest.raises(ReplayError):
+        box.open(env, stamp)
+
+
+def test_a_franking_report_is_accepted_once():
+    from e2eebench.protocols.errors import ReplayError
+    from e2eebench.protocols.franking import REPORT_LABEL
+    t = fuzzing.franking_report_target()
+    w = fuzzing._world("user-report-franking")
+    state = dict(w.pstate, reported=set(w.pstate["reported"]))
+    assert w.scheme.provider_answer(state, REPORT_LABEL, t.valid, fuzzing._ctx("r1", "acct-0001")) == b"\x00"
+    with pytest.raises(ReplayError):
+        w.scheme.provider_answer(state, REPORT_LABEL, t.valid, fuzzing._ctx("r1", "acct-0001"))
+
+
 def test_engine_alters_every_input():
     t = fuzzing.wire_target()
     rng = np.random.default_rng(0)
@@ -97,3 +137,13 @@ def test_full_profile():
     bad = [r for r in results if r["unhandled"] or r["altered_accepted"] or r["native_crashes"]]
     assert not bad, [(r["decoder"], r["examples"]) for r in bad]
     assert all(r["inputs"] >= n for r in results)
+
+
+def test_payload_entries_fuzz_the_payload_device_seal_puts_in_the_envelope():
+    """exceptional-access and franking make their payload in device_seal (an escrow copy, a
+    commitment): fuzzing device_prepare's empty payload would test nothing."""
+    esc = next(e for e in PY if e.name == "payload:exceptional-access")
+    t = target(esc)
+    assert esc.authenticated and len(t.valid) > 32 and t.contexts
+    frank = target(next(e for e in PY if e.name == "payload:user-report-franking"))
+    assert len(frank.valid) == 32

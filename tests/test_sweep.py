@@ -137,6 +137,78 @@ def test_failed_cell_is_recorded_the_sweep_goes_on_and_resume_retries_it(tmp_pat
     assert run_sweep(cells, db, flaky, scheduler=None)["done"] == 2 and len(calls) == 3   # nothing to do
 
 
+# -- code version ------------------------------------------------------------------------------
+def test_source_digest_follows_the_source_not_caches_or_order(tmp_path):
+    from e2eebench.evaluation.run.sweep import source_digest
+    a = tmp_path / "a"
+    (a / "sub").mkdir(parents=True)
+    (a / "x.py").write_text("X = 1\n")
+    (a / "sub" / "c.toml").write_text("k = 1\n")
+    d0 = source_digest({"pkg": a})
+    (a / "__pycache__").mkdir()
+    (a / "__pycache__" / "x.cpython-311.py").write_text("cache")
+    (a / "notes.md").write_text("not source")
+    assert source_digest({"pkg": a}) == d0                     # caches and non-source files: the same
+    (a / "x.py").write_text("X = 2\n")
+    assert source_digest({"pkg": a}) != d0                     # an edit changes it
+    (a / "x.py").write_text("X = 1\n")
+    assert source_digest({"pkg": a}) == d0
+    (a / "sub" / "c.toml").rename(a / "c.toml")
+    assert source_digest({"pkg": a}) != d0                     # a moved file changes it
+    (a / "c.toml").rename(a / "sub" / "c.toml")
+    (a / "render").mkdir()
+    (a / "render" / "fig.py").write_text("Y = 1\n")
+    assert source_digest({"pkg": a}, ["pkg/render"]) == d0     # a skipped folder: not cell code
+    assert source_digest({"pkg": a}) != d0
+
+
+def test_code_version_names_the_package_and_the_source():
+    from e2eebench.evaluation.run import sweep
+    v = sweep.code_version()
+    assert v.startswith("0.") and "+src." in v and len(v.split("+src.")[1]) == 16
+    cfg = load_sweep_text_cell()
+    assert sweep.cell_key(cfg, "1+src.a") != sweep.cell_key(cfg, "1+src.b")
+    assert sweep.cell_key(cfg) == sweep.cell_key(cfg, v)
+
+
+def load_sweep_text_cell():
+    from e2eebench.evaluation.run.sweep import sweep_cells
+    return sweep_cells({"sweep": {"schemes": ["server-side"]}})[0].config
+
+
+def test_cells_stored_under_another_code_version_are_rerun_and_status_says_so(tmp_path, monkeypatch, capsys):
+    from e2eebench.evaluation.cli.app import main
+    from e2eebench.evaluation.run import sweep
+    path = grid_file(tmp_path, sizes=(100,), seeds=(0,))
+    db = tmp_path / "s.duckdb"
+    calls = []
+
+    def fn(cfg):
+        calls.append(cfg.schemes[0])
+        return []
+
+    monkeypatch.setattr(sweep, "code_version", lambda: "0.1.0+src.old")
+    old = load_sweep(path)
+    assert run_sweep(old, db, fn, scheduler=None)["done"] == 2 and len(calls) == 2
+    assert sweep.stale_note(status(old, db)) is None
+    with ResultStore(db) as s:
+        assert set(s.cells().code) == {"0.1.0+src.old"}
+    monkeypatch.setattr(sweep, "code_version", lambda: "0.1.0+src.new")
+    new = load_sweep(path)
+    assert {c.key for c in new}.isdisjoint(c.key for c in old)
+    rows = status(new, db)
+    assert [r["status"] for r in rows] == ["pending", "pending"]
+    assert [r["other_code"] for r in rows] == ["0.1.0+src.old"] * 2
+    note = sweep.stale_note(rows)
+    assert "2 cell(s)" in note and "0.1.0+src.old" in note and "0.1.0+src.new" in note
+    assert main(["sweep", "--status", str(path), "--db", str(db), "--format", "csv"]) in (0, None)
+    err = capsys.readouterr().err
+    assert "another code version (0.1.0+src.old" in err
+    assert run_sweep(new, db, fn, scheduler=None)["done"] == 2 and len(calls) == 4   # rerun, not reused
+    assert sweep.stale_note(status(new, db)) is None
+    assert counts(db)[:2] == (4, 4)          # both versions kept, each cell once per version
+
+
 # -- fault tests ---------------------------------------------------------------------------------
 def test_driver_killed_mid_cell_resumes_to_every_cell_once(tmp_path):
     """Reduced profile (4 cells, in-process): SIGKILL the driver while a cell is in flight."""

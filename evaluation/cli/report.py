@@ -16,9 +16,26 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                    rubric: Optional[Path] = typer.Option(None, "--rubric", help="rubric TOML (default: the built-in one)"),
                    schemes: Optional[str] = typer.Option(None, "--schemes", help="comma-separated schemes (with --quick)"),
                    with_runs: Optional[List[str]] = typer.Option(None, "--with", help="another stored run of --db to join (accuracy, attack, bench runs); repeatable"),
-                   study: Optional[str] = typer.Option(None, "--study", help="a study TOML (or built-in 'quick', 'standard'): run its comparison and steps, then assess them together")) -> None:
-        """Write the assessment tables (md, csv, json, tex, xlsx, html), PNG figures and summary.md."""
+                   study: Optional[str] = typer.Option(None, "--study", help="a study TOML (or built-in 'quick', 'standard'): run its comparison and steps, then assess them together"),
+                   sweep: Optional[Path] = typer.Option(None, "--sweep", help="a sweep file: draw its done cells from --db "
+                                                        "(default e2eebench.duckdb) against list size and threshold"),
+                   extrapolate_to: Optional[int] = typer.Option(None, "--extrapolate-to", min=1,
+                                                                help="with --sweep: list size to extrapolate cost to "
+                                                                     "(default 10x the grid's largest)")) -> None:
+        """Write the assessment tables (md, csv, json, tex, xlsx, html), PNG figures and summary.md;
+        with --sweep, a sweep's figures and its table of points."""
         from e2eebench.evaluation.cli.options import echo, progress_bar
+        if sweep is not None:
+            from e2eebench.evaluation.assess.sweep_report import make_sweep_report
+            if study is not None or quick or run is not None:
+                from e2eebench.protocols.errors import ConfigError
+                raise ConfigError("--sweep draws stored cells: give it without --study, --quick or --run")
+            srep = make_sweep_report(sweep, db or Path("e2eebench.duckdb"), out, extrapolate_to)
+            for p in [srep.table, *srep.figures]:
+                echo(f"wrote {p}")
+            for note in srep.notes:
+                echo(f"note: {note}")
+            return
         from e2eebench.evaluation.assess.report import make_report
         from e2eebench.protocols.errors import ConfigError
         names = None

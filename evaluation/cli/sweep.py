@@ -53,10 +53,14 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from e2eebench.evaluation.api import measure_config
         from e2eebench.evaluation.run.output import render
         from e2eebench.evaluation.run.store import ResultStore
-        from e2eebench.evaluation.run.sweep import load_sweep, run_sweep, status
+        from e2eebench.evaluation.run.sweep import load_sweep, run_sweep, stale_note, status
         check_format(fmt)
         cells = load_sweep(config)
         ResultStore.check_path(db)
+        stale = stale_note(status(cells, db))
+        if stale:
+            import sys
+            print(f"sweep {config.name}: {stale}", file=sys.stderr)
         if not status_only:
             with sweep_progress(len(cells)) as cb:
                 counts = run_sweep(cells, db, measure_config, None if scheduler == "none" else scheduler, cb)

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS measurements (
     ci_low DOUBLE, ci_high DOUBLE, unit VARCHAR, n BIGINT, text VARCHAR, label VARCHAR);
 CREATE TABLE IF NOT EXISTS sweep_cells (
     cell_key VARCHAR PRIMARY KEY, status VARCHAR, run_id VARCHAR, config VARCHAR, error VARCHAR,
-    seconds DOUBLE, created VARCHAR);
+    seconds DOUBLE, created VARCHAR, code VARCHAR);
+ALTER TABLE sweep_cells ADD COLUMN IF NOT EXISTS code VARCHAR;
 """
 
 
@@ -146,10 +147,11 @@ class ResultStore:
 
     def write_cell(self, cell_key: str, status: str, *, config: dict, seed: int,
                    measurements: Iterable[Measurement] = (), error: str | None = None,
-                   seconds: float | None = None) -> str | None:
+                   seconds: float | None = None, code: str | None = None) -> str | None:
         """One sweep cell in one transaction: its run and measurements (if done) and its row in
         ``sweep_cells``. A failed cell's row is replaced when it is retried; a finished cell is
-        never written twice (the key is the primary key, so a second writer's insert fails)."""
+        never written twice (the key is the primary key, so a second writer's insert fails).
+        ``code`` is the code version the cell ran under (part of its key)."""
         if status not in ("done", "failed"):
             raise ValueError(f"cell status {status!r}")
         self.con.execute("BEGIN TRANSACTION")
@@ -159,9 +161,10 @@ class ResultStore:
             if status == "done":
                 run_id = new_run_id()
                 self._insert_run(run_id, list(measurements), "sweep", config, seed)
-            self.con.execute("INSERT INTO sweep_cells VALUES (?, ?, ?, ?, ?, ?, ?)", [
+            self.con.execute("INSERT INTO sweep_cells (cell_key, status, run_id, config, error, seconds, created, "
+                             "code) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
                 cell_key, status, run_id, json.dumps(config, default=str, sort_keys=True), error, seconds,
-                datetime.now(timezone.utc).isoformat(timespec="seconds")])
+                datetime.now(timezone.utc).isoformat(timespec="seconds"), code])
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")

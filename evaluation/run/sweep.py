@@ -29,6 +29,8 @@ import json
 import time
 import tomllib
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from importlib import import_module, metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -56,9 +58,55 @@ class Cell:
                 "threshold": c.threshold, "seed": c.seed}
 
 
-def cell_key(config: RunConfig) -> str:
-    """SHA-256 of the canonical JSON of everything that determines the cell's run."""
-    blob = json.dumps(config.to_dict(), sort_keys=True, default=str, separators=(",", ":"))
+SOURCE_PACKAGES = ("protocols", "server", "clientside", "evaluation")
+SOURCE_SUFFIXES = (".py", ".toml")
+# the stages after the API only read and render stored cells: editing a figure changes no cell
+NOT_CELL_CODE = ("evaluation/assess", "evaluation/cli")
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """The version of the code that computes a cell: the package version and a SHA-256 over the
+    source of protocols/, server/, clientside/ and evaluation/ (every .py and .toml file, by
+    relative path and content, in sorted order), less evaluation/assess and evaluation/cli,
+    which only read and render stored cells.
+
+    A digest of the source rather than the git commit: it is the same for the same code however
+    it was installed (a checkout, a wheel, a tarball without .git), a commit that changes only
+    docs or tests keeps it, and uncommitted edits change it (a commit would read "dirty" and say
+    nothing of which edits)."""
+    roots = {pkg: Path(import_module(f"e2eebench.{pkg}").__file__).resolve().parent for pkg in SOURCE_PACKAGES}
+    try:
+        version = metadata.version("e2eebench")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"{version}+src.{source_digest(roots, NOT_CELL_CODE)[:16]}"
+
+
+def source_digest(roots: dict[str, Path], skip: Sequence[str] = ()) -> str:
+    """SHA-256 over every .py and .toml file under each root (name -> folder), by relative path
+    and content in sorted order, less the folders in ``skip`` ("name/sub"); bytecode caches are
+    not source."""
+    h = hashlib.sha256()
+    for pkg, base in sorted(roots.items()):
+        files = sorted(f for f in base.rglob("*") if f.suffix in SOURCE_SUFFIXES and f.is_file()
+                       and "__pycache__" not in f.relative_to(base).parts)
+        for f in files:
+            name = f"{pkg}/{f.relative_to(base).as_posix()}"
+            if any(name.startswith(s.rstrip("/") + "/") for s in skip):
+                continue
+            rel = name.encode()
+            data = f.read_bytes()
+            h.update(len(rel).to_bytes(4, "big") + rel + len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
+def cell_key(config: RunConfig, code: str | None = None) -> str:
+    """SHA-256 of the canonical JSON of everything that determines the cell's run: its whole
+    configuration and the code version, so a sweep resumed after a code change reruns its cells
+    instead of mixing results of two versions."""
+    blob = json.dumps({"code": code or code_version(), "config": config.to_dict()}, sort_keys=True,
+                      default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -128,18 +176,40 @@ def sweep_cells(raw: dict[str, Any], where: str = "sweep") -> list[Cell]:
     return cells
 
 
+def _same_config(config: RunConfig) -> str:
+    return json.dumps(json.loads(json.dumps(config.to_dict(), default=str)), sort_keys=True)
+
+
 def status(cells: Sequence[Cell], db: str | Path) -> list[dict[str, Any]]:
-    """One row per cell: its grid values, key, status (done, failed, pending) and error."""
-    rows = {}
+    """One row per cell: its grid values, key, status (done, failed, pending), error, and for a
+    pending cell stored under another code version that version (``other_code``): it is not
+    reused, and runs again."""
+    rows, other = {}, {}
     if Path(db).exists():
         with ResultStore(db) as store:
-            rows = {r.cell_key: r for r in store.cells([c.key for c in cells]).itertuples()}
+            stored = store.cells()
+        keys = {c.key for c in cells}
+        rows = {r.cell_key: r for r in stored.itertuples() if r.cell_key in keys}
+        for r in stored.itertuples():
+            if r.cell_key not in keys and r.status == "done":
+                other[json.dumps(json.loads(r.config), sort_keys=True)] = r.code or "unrecorded"
     out = []
     for c in cells:
         r = rows.get(c.key)
         out.append(c.label | {"cell": c.key[:12], "status": r.status if r is not None else "pending",
-                              "run_id": getattr(r, "run_id", None), "error": getattr(r, "error", None)})
+                              "run_id": getattr(r, "run_id", None), "error": getattr(r, "error", None),
+                              "other_code": None if r is not None else other.get(_same_config(c.config))})
     return out
+
+
+def stale_note(rows: Sequence[dict[str, Any]]) -> str | None:
+    """One line when stored cells of this grid came from another code version, else None."""
+    stale = [r for r in rows if r.get("other_code")]
+    if not stale:
+        return None
+    versions = sorted({r["other_code"] for r in stale})
+    return (f"{len(stale)} cell(s) of this grid are stored under another code version "
+            f"({', '.join(versions)}; this is {code_version()}): they are not reused and run again")
 
 
 def run_cell(fn: CellFn, config: RunConfig) -> tuple[list[Measurement], float]:
@@ -171,10 +241,11 @@ def run_sweep(cells: Sequence[Cell], db: str | Path, fn: CellFn, scheduler: str 
             if error is None:
                 ms, seconds = result
                 store.write_cell(cell.key, "done", config=cfg.to_dict(), seed=cfg.seed, measurements=ms,
-                                 seconds=seconds)
+                                 seconds=seconds, code=code_version())
                 counts["done"] += 1
             else:
-                store.write_cell(cell.key, "failed", config=cfg.to_dict(), seed=cfg.seed, error=error)
+                store.write_cell(cell.key, "failed", config=cfg.to_dict(), seed=cfg.seed, error=error,
+                                 code=code_version())
                 counts["failed"] += 1
             if progress:
                 progress(counts["done"], counts["failed"], counts["total"])
