@@ -59,6 +59,7 @@ from e2eebench.server.database import KnownHashDatabase
 
 PAYLOAD_INFO = b"e2eebench he query v1"
 VERDICT_INFO = b"e2eebench he verdict v1"
+TP_VERDICT_INFO = b"e2eebench he third-party verdict v1"
 KEY_HOLDERS = ("device", "third-party")
 PDQ_EQUIVALENT_SIMILARITY = round(math.cos(math.pi * 31 / 256), 4)  # 0.9286
 
@@ -129,7 +130,12 @@ class _HeBase(Scheme):
             with ctx.role(THIRD_PARTY):
                 holder = self.new_key_holder(params)
                 sent = ctx.send(THIRD_PARTY, PROVIDER, "he public keys", holder.public_bundle())
+                # the key that authenticates its verdicts (HPKE Auth mode): without it anyone
+                # on the link could flip a verdict bit or forge a verdict
+                tp_keys = KeyPair.generate(ctx.random_bytes)
+                state["tp_pk"] = ctx.send(THIRD_PARTY, PROVIDER, "he verdict key", tp_keys.public_bytes)
             state["holder"] = holder  # third party's own state, used only under its role
+            state["tp_keys"] = tp_keys
             state["matchers"][None] = self.new_matcher(sent, values, params, rng)
             fields.append(device_bundle_of(sent))
         else:
@@ -219,12 +225,8 @@ class _HeBase(Scheme):
                 ctx.opened(THIRD_PARTY, "he result", bytes([m]) + int(count).to_bytes(4, "big"))
                 ctx.verdict(THIRD_PARTY, m)
                 ctx.learn(THIRD_PARTY, "match_count", count)
-                back = ctx.send(THIRD_PARTY, PROVIDER, "he verdict",
-                                wire.pack(self.MAGIC, [ctx.message_id.encode(), bytes([m])]))
-            mid, bit = wire.unpack(self.MAGIC, back, 2, f"{self.name} verdict")
-            if mid != ctx.message_id.encode() or bit not in (b"\x00", b"\x01"):
-                raise AuthenticationFailed(f"{self.name}: verdict is for another message")
-            match = bit == b"\x01"
+                back = ctx.send(THIRD_PARTY, PROVIDER, "he verdict", self._seal_tp_verdict(state, m, ctx))
+            match = self._open_tp_verdict(state, back, ctx)
         ctx.verdict(PROVIDER, match)
         if match:
             ctx.learn(PROVIDER, "report", {"message": ctx.message_id, "account": ctx.account})
@@ -253,6 +255,22 @@ class _HeBase(Scheme):
         """Result to the device, which decrypts and reports its verdict sealed to the provider."""
         back = ctx.call(PROVIDER, DEVICE, "he result", result)
         return self._open_verdict(state, back, ctx)
+
+    def _seal_tp_verdict(self, state: Any, match: bool, ctx: MessageContext) -> bytes:
+        """Third-party placement: the third party's verdict, sealed to the provider in HPKE Auth
+        mode (only the third party's key makes it) and bound to account and message."""
+        body = wire.pack(self.MAGIC, [ctx.message_id.encode(), bytes([match])])
+        return seal(state["prov"].public_bytes, body, info=TP_VERDICT_INFO, ad=ctx.binding(),
+                    random_bytes=ctx.random_bytes, sender=state["tp_keys"])
+
+    def _open_tp_verdict(self, state: Any, back: bytes, ctx: MessageContext) -> bool:
+        """The provider opens the third party's verdict (bytes from the third party's link)."""
+        body = open_sealed(state["prov"], back, info=TP_VERDICT_INFO, ad=ctx.binding(),
+                           sender_public=state["tp_pk"])
+        mid, bit = wire.unpack(self.MAGIC, body, 2, f"{self.name} verdict")
+        if mid != ctx.message_id.encode() or bit not in (b"\x00", b"\x01"):
+            raise AuthenticationFailed(f"{self.name}: verdict is for another message")
+        return bit == b"\x01"
 
     def _open_verdict(self, state: Any, back: bytes, ctx: MessageContext) -> bool:
         """The provider opens the device's sealed verdict report (bytes from the device)."""

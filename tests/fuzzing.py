@@ -630,6 +630,50 @@ def he_result_target() -> Target:
     return Target(parts[0], decode, [other])
 
 
+def he_verdict_target(name: str) -> Target:
+    """The verdict an HE key holder returns for one message, as the provider opens it: the
+    device's sealed verdict report (device placement, ``_open_verdict``) or the third party's
+    ``he verdict`` message (``_open_tp_verdict``). Both are sealed to the provider and bound to
+    account and message; the genuine inputs are captured from real rounds."""
+    from e2eebench.protocols.channel import DEVICE
+    scheme, pstate, _, dstate, ch, items = _scheme(name)
+    verdicts: list[bytes] = []
+    if scheme.mode == "device":
+        answer = ch.endpoints[DEVICE]
+
+        def capture(label, req, c):
+            out = answer(label, req, c)
+            verdicts.append(bytes(out))
+            return out
+        ch.endpoints[DEVICE] = capture
+        opener = scheme._open_verdict
+    else:
+        opener = scheme._open_tp_verdict
+
+        def capture_tp(state, back, c):
+            verdicts.append(bytes(back))
+            return opener(state, back, c)
+        scheme._open_tp_verdict = capture_tp
+    try:
+        for i, k in enumerate((0, 5)):   # a known image, then a benign one
+            p = scheme.device_prepare(dstate, items[k].image, _ctx(f"v{i}", channel=ch, seed=40 + i)).payload
+            # each message its own randomness, as in a run (the key holder's seal draws from it)
+            scheme.provider_receive(pstate, p, _ctx(f"v{i}", channel=ch, seed=50 + i))
+    finally:
+        if scheme.mode == "device":
+            ch.endpoints[DEVICE] = answer
+        else:
+            del scheme._open_tp_verdict
+    assert len(verdicts) == 2
+
+    def decode(b: bytes, c: str):
+        acct = "acct-0001" if c == OTHER_ACCOUNT else "acct-0000"
+        # each genuine verdict in its own message; a replay in another account or message
+        mid = "v9" if c == OTHER_MESSAGE else "v1" if b == verdicts[1] else "v0"
+        return opener(pstate, b, _ctx(mid, acct))
+    return Target(verdicts[0], decode, verdicts[1:], (OTHER_ACCOUNT, OTHER_MESSAGE))
+
+
 AUTH_BUNDLES = {"on-device-list", "on-device-bloom", "on-device-lsh-bloom", "hash-upload", "partial-hash",
                 "psi-client-learns"}
 AUTH_PAYLOADS = {"server-side", "on-device-list", "on-device-bloom", "on-device-lsh-bloom", "hash-upload",
@@ -643,6 +687,9 @@ HE = {"he-hamming", "he-hamming-3p", "he-cosine"}
 # what a recipient's app parses: E2EE with the scheme's recipient role (franking), E2EE without
 # one (every other E2EE scheme: the recipient only opens the envelope), transport from the provider
 DELIVERY = ("user-report-franking", "on-device-list", "server-side")
+# the verdict an HE key holder returns to the provider: the device's sealed report (he-hamming,
+# key on the device) and the third party's verdict (he-hamming-3p, he-cosine: third-party keys)
+HE_VERDICTS = ("he-hamming", "he-hamming-3p", "he-cosine")
 
 
 def entries() -> list[Entry]:
@@ -670,6 +717,8 @@ def entries() -> list[Entry]:
     ]
     for name in DELIVERY:
         out.append(Entry(f"delivery:{name}", delivery_target(name), True))
+    for name in HE_VERDICTS:
+        out.append(Entry(f"he-verdict:{name}", lambda name=name: he_verdict_target(name), True))
     for name in sorted(SCHEMES):
         out.append(Entry(f"bundle:{name}", bundle_target(name), name in AUTH_BUNDLES or name in HE,
                          native=name in NATIVE, note="checksum (SEAL frames)" if name in HE else ""))

@@ -147,3 +147,44 @@ def test_payload_entries_fuzz_the_payload_device_seal_puts_in_the_envelope():
     assert esc.authenticated and len(t.valid) > 32 and t.contexts
     frank = target(next(e for e in PY if e.name == "payload:user-report-franking"))
     assert len(frank.valid) == 32
+
+
+HE_VERDICT = [e for e in PY if e.name.startswith("he-verdict:")]
+
+
+def test_the_he_verdict_entries_are_in_the_table():
+    assert {e.name for e in HE_VERDICT} == {"he-verdict:he-hamming", "he-verdict:he-hamming-3p",
+                                            "he-verdict:he-cosine"}
+    assert all(e.authenticated for e in HE_VERDICT)
+
+
+@pytest.mark.parametrize("e", HE_VERDICT, ids=[e.name for e in HE_VERDICT])
+def test_genuine_he_verdicts_are_accepted_with_their_verdict(e):
+    """The captured verdicts open to what the key holder decided: a match for the known image,
+    none for the benign one (else refusing everything would pass)."""
+    t = target(e)
+    assert t.decode(t.valid, fuzzing.SAME) is True
+    assert [t.decode(o, fuzzing.SAME) for o in t.others] == [False]
+
+
+def test_a_third_party_verdict_is_authenticated():
+    """Regression: the third party's verdict was a plain record (message id, bit): a flipped bit
+    or a verdict written by anyone on the link was accepted. It is now sealed to the provider in
+    HPKE Auth mode under the third party's key and bound to account and message."""
+    from e2eebench.protocols import wire
+    from e2eebench.protocols.crypto import KeyPair, seal
+    from e2eebench.protocols.errors import AuthenticationFailed
+    from e2eebench.protocols.he import TP_VERDICT_INFO
+    scheme, pstate = fuzzing._scheme("he-hamming-3p")[:2]
+    ctx = fuzzing._ctx("v0")
+    plain = wire.pack(scheme.MAGIC, [b"v0", b"\x01"])
+    forger = KeyPair.generate(np.random.default_rng(5).bytes)
+    forged = seal(pstate["prov"].public_bytes, plain, info=TP_VERDICT_INFO, ad=ctx.binding(),
+                  random_bytes=np.random.default_rng(6).bytes, sender=forger)
+    for bad in (plain, forged):
+        with pytest.raises(E2EEBenchError):
+            scheme._open_tp_verdict(pstate, bad, ctx)
+    genuine = scheme._seal_tp_verdict(pstate, True, ctx)
+    assert scheme._open_tp_verdict(pstate, genuine, ctx) is True
+    with pytest.raises(AuthenticationFailed):
+        scheme._open_tp_verdict(pstate, genuine, fuzzing._ctx("v0", "acct-0001"))
