@@ -93,7 +93,7 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path, capsys, monkeypatch):
 
     def interrupt(*a, **k):
         raise KeyboardInterrupt
-    monkeypatch.setattr(api, "run_comparison", interrupt)
+    monkeypatch.setattr(api, "prepare", interrupt)  # the first step of every run
     line = one_line_exit_2(["run", "--quick", "--schemes", "server-side", "--db", str(tmp_path / "r.db")],
                            capsys, code=130)
     assert "interrupted" in line
@@ -105,7 +105,7 @@ def test_unexpected_exception_is_one_line_exit_2(tmp_path, capsys, monkeypatch):
 
     def boom(*a, **k):
         raise RuntimeError("something broke\nsecond line")
-    monkeypatch.setattr(api, "run_comparison", boom)
+    monkeypatch.setattr(api, "prepare", boom)
     line = one_line_exit_2(["run", "--quick", "--schemes", "server-side", "--db", str(tmp_path / "r.db")], capsys)
     assert "RuntimeError" in line and "something broke" in line
 

@@ -80,6 +80,7 @@ def _eager_views(run, data):
                     v.payload_lengths.append(len(env.payload))
                     v.sizes.append(len(env.payload))
                     v.raw += [_blank(env.payload, ids), env.ciphertext]
+                    v.bodies.append(env.ciphertext)
                     continue
             v.sizes.append(t.size)
             v.raw.append(_blank(raw, ids))
