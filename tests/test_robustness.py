@@ -74,7 +74,7 @@ def test_non_utf8_config_and_folder_as_config(tmp_path, capsys):
 def test_seed_too_large_and_missing_db_folder_refused_before_the_run(tmp_path, capsys, monkeypatch):
     import e2eebench.evaluation.api as api
     calls = []
-    monkeypatch.setattr(api, "run_comparison", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(api, "prepare", lambda *a, **k: calls.append(1))
     assert "run.seed" in one_line_exit_2(["run", "--quick", "--seed", str(2**63), "--db",
                                           str(tmp_path / "r.db")], capsys)
     assert "does not exist" in one_line_exit_2(["run", "--quick", "--db", str(tmp_path / "no" / "r.db")], capsys)
