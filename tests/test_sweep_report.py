@@ -12,6 +12,7 @@ from e2eebench.evaluation.assess.sweep_report import COLUMNS, extrapolate, make_
 from e2eebench.evaluation.cli.app import main
 from e2eebench.evaluation.run.sweep import load_sweep, run_sweep
 from e2eebench.protocols.errors import InputError
+from test_sweep import TINY  # the smallest run config a cell can have
 
 GRID = """
 [sweep]
@@ -20,16 +21,7 @@ schemes = ["on-device-list"]
 list_sizes = [100, 400]
 thresholds = ["default", 40]
 seeds = [0]
-
-[run]
-n_known = 1
-n_benign = 4
-image_size = 64
-
-[workload]
-n_accounts = 3
-days = 1
-"""
+""" + TINY
 
 
 def stored_values(cfg):

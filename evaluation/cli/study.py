@@ -13,8 +13,8 @@ the command stores when a user types it, and the study file reads like the exper
     name = "attacks"
     args = ["attack", "profile", "--n", "200"]
 
-Steps resume: a step whose command line (and code version) has a stored run in the database is
-not run again, so a study that stopped is restarted with the same command. Only steps whose
+Steps resume: a step whose command line and code version (``run.sweep.code_version``, the same
+digest of the source a sweep's cells are keyed by) have a stored run in the database is not run again, so a study that stopped is restarted with the same command. Only steps whose
 command stores into ``--db`` can be steps; that is checked before any work.
 """
 from __future__ import annotations
@@ -171,7 +171,7 @@ def _check_command(app, step: Step) -> None:
 
 
 def step_key(study: Study, step: Step, commit: str) -> str:
-    """What decides that a stored step can be reused: its command line and the code that ran it."""
+    """What decides that a stored step can be reused: its command line and the code version."""
     blob = json.dumps({"args": list(step.args), "commit": commit}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
@@ -221,9 +221,10 @@ def run_study(app, study: Study, db: str | Path, out_dir: Path,
               log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> StudyResult:
     """Run (or reuse) the comparison and every step; each step's printed output goes to OUT/steps/."""
     import time
-    from e2eebench.evaluation.run.store import ResultStore, git_commit
+    from e2eebench.evaluation.run.store import ResultStore
+    from e2eebench.evaluation.run.sweep import code_version
     db = ResultStore.check_path(db)
-    commit = git_commit()
+    commit = code_version()   # stored in the ``commit`` column: the code that ran the step
     steps_dir = out_dir / "steps"
     steps_dir.mkdir(parents=True, exist_ok=True)
     runs: dict[str, str] = {}
